@@ -1,0 +1,28 @@
+"""The tokenizer stage in the stream: raw-text → tokens (agent ``tokenize_raw_text``)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from scenestream.agents.tokenizer.transform import Tokenizer
+from scenestream.backbone import Result, StageSpec, map_each
+from scenestream.schemas.records import RawText
+from scenestream.settings import Settings
+from scenestream.topics import RAW_TEXT, TOKENS
+
+
+class TokenizeRawText:
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self.tokenizer = tokenizer
+
+    def process(self, records: Sequence[RawText]) -> list[Result]:
+        return map_each(lambda raw: [(TOKENS, self.tokenizer.tokenize(raw))], records)
+
+
+def build(settings: Settings) -> TokenizeRawText:
+    tokenizer = Tokenizer.from_settings(settings)
+    tokenizer.sp  # load the model at start-up, not on the first message
+    return TokenizeRawText(tokenizer)
+
+
+STAGE = StageSpec(name="tokenizer", agent="tokenize_raw_text", source=RAW_TEXT, sinks=(TOKENS,), build=build)

@@ -1,0 +1,3 @@
+from scenestream.cli import main
+
+main()

@@ -1,0 +1,98 @@
+"""The one faust app every stage plugs into.
+
+Created once by :func:`create_app`; agents and topics take it as an argument
+and never create their own (faust ``examples/fastapi_project`` style).
+
+Two things differ from a default faust app, both measured on the embedded
+broker (FINDINGS.md, ``scenestream bench transport``):
+
+* faust hard-codes ``fetch_max_wait_ms=1500`` for its consumer. Tansu holds a
+  fetch that covers an idle partition until that wait runs out, so every hop
+  waited up to 1.5 s. :class:`Transport` below sets it from
+  ``SCENESTREAM_FETCH_MAX_WAIT_MS`` instead (10 ms by default).
+* acks: ``stream_ack_exceptions`` is off, so a message whose handling raised is
+  never committed; the backbone (:mod:`scenestream.backbone`) sends what it
+  cannot handle to the dead-letter topic and acks only after that send is
+  confirmed.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from scenestream.settings import Settings
+
+
+class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any):
+        consumer = super()._create_worker_consumer(transport)
+        # aiokafka reads this when start() builds its fetcher
+        consumer._fetch_max_wait_ms = self.app.conf.scenestream.fetch_max_wait_ms
+        return consumer
+
+
+class _Consumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> _ConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class Transport(faust_aiokafka.Transport):
+    """faust's aiokafka transport with the fetch wait taken from settings."""
+
+    Consumer = _Consumer
+
+
+class App(faust.App):
+    def _new_transport(self) -> Transport:
+        return Transport(self.conf.broker_consumer, self)
+
+
+def _faust_credentials(settings: Settings):
+    if settings.security_protocol == "PLAINTEXT":
+        return None
+    ssl_context = settings.kafka_auth().get("ssl_context")
+    if settings.security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password,
+            mechanism=settings.sasl_mechanism or "PLAIN",
+            ssl_context=ssl_context,
+        )
+    return faust.SSLCredentials(ssl_context)
+
+
+def create_app(settings: Settings, name: str | None = None) -> App:
+    """The faust app for ``settings`` (which must carry a broker address)."""
+    if not settings.broker:
+        raise RuntimeError("create_app needs settings with a broker address")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = App(
+        name or settings.app_id,
+        broker=settings.broker,
+        broker_credentials=_faust_credentials(settings),
+        value_serializer="raw",
+        key_serializer="raw",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        broker_commit_interval=settings.commit_interval_s,
+        broker_commit_every=10_000,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_rebalance_timeout=settings.rebalance_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
+        producer_linger_ms=settings.producer_linger_ms,
+        stream_ack_exceptions=False,
+        stream_wait_empty=False,
+        stream_buffer_maxsize=max(4096, settings.batch_max * 4),
+        consumer_auto_offset_reset="earliest",
+        datadir=str(settings.data_dir / "faust"),
+        web_enabled=False,
+        logging_config=None,
+        loghandlers=[],
+    )
+    app.conf.scenestream = settings  # type: ignore[attr-defined]
+    logging.getLogger("faust").setLevel(settings.log_level)
+    return app

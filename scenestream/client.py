@@ -1,0 +1,145 @@
+"""Talking to a running stack: publish raw text, read topics, wait for a message's result."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import AsyncIterator, Optional
+
+from scenestream.schemas.codec import SchemaError, decode, encode, unpack
+from scenestream.schemas.records import RawText, Record, new_message_id
+from scenestream.settings import Settings
+from scenestream.topics import RAW_TEXT
+
+
+def producer(settings: Settings, **kwargs):
+    from aiokafka import AIOKafkaProducer
+
+    return AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=settings.producer_linger_ms,
+                            **settings.kafka_auth(), **kwargs)
+
+
+def raw_text(text: str, session_id: Optional[str] = None, tenant: str = "default", source: str = "api") -> RawText:
+    message_id = new_message_id()
+    return RawText(message_id=message_id, session_id=session_id or f"s-{message_id}", text=text, tenant=tenant,
+                   source=source)
+
+
+async def publish(settings: Settings, records: list[RawText]) -> None:
+    prod = producer(settings)
+    await prod.start()
+    try:
+        topic = RAW_TEXT.full_name(settings)
+        futures = [await prod.send(topic, key=r.session_id.encode(), value=encode(r)) for r in records]
+        await asyncio.gather(*futures)
+    finally:
+        await prod.stop()
+
+
+async def read_topic(
+    settings: Settings,
+    topic: str,
+    from_beginning: bool = True,
+    follow: bool = False,
+    idle_timeout: float = 1.0,
+) -> AsyncIterator[object]:
+    """Every message of ``topic`` (all partitions, no consumer group), as aiokafka records."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False,
+                                fetch_max_wait_ms=max(settings.fetch_max_wait_ms, 10), **settings.kafka_auth())
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions is None:
+            await consumer._client.force_metadata_update()  # a topic created a moment ago
+            partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            raise KeyError(f"topic {topic!r} does not exist on {settings.broker}")
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        if from_beginning:
+            await consumer.seek_to_beginning(*tps)
+        else:
+            await consumer.seek_to_end(*tps)
+        last = time.monotonic()
+        while True:
+            batch = await consumer.getmany(timeout_ms=200)
+            if batch:
+                last = time.monotonic()
+                for records in batch.values():
+                    for record in records:
+                        yield record
+            elif not follow and time.monotonic() - last > idle_timeout:
+                return
+    finally:
+        await consumer.stop()
+
+
+def view(record, schema: type[Record]) -> dict:
+    """A topic record as a JSON-able dict: the decoded record, or why it does not decode."""
+    head = {"topic": record.topic, "partition": record.partition, "offset": record.offset,
+            "key": record.key, "timestamp_ms": record.timestamp}
+    try:
+        head["value"] = decode(record.value, schema).model_dump(mode="python", exclude_none=True)
+    except SchemaError as exc:
+        try:
+            head["value"] = unpack(record.value)
+        except SchemaError:
+            head["value"] = record.value
+        head["error"] = exc.reason
+    return head
+
+
+class DeadLettered(RuntimeError):
+    """The pipeline refused the message; the reason comes from the dead letter."""
+
+
+class Watcher:
+    """Watches a result topic and every DLQ for one message id; start it before publishing."""
+
+    def __init__(self, settings: Settings, topic: str, schema: type[Record], dlqs: list[str]) -> None:
+        self.settings = settings
+        self.topic = topic
+        self.schema = schema
+        self.dlqs = set(dlqs)
+        self.consumer = None
+
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        s = self.settings
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=s.bootstrap_servers, enable_auto_commit=False,
+                                         fetch_max_wait_ms=max(s.fetch_max_wait_ms, 10), **s.kafka_auth())
+        await self.consumer.start()
+        await self.consumer._client.force_metadata_update()
+        tps = [TopicPartition(t, p) for t in [self.topic, *self.dlqs]
+               for p in sorted(self.consumer.partitions_for_topic(t) or ())]
+        self.consumer.assign(tps)
+        await self.consumer.seek_to_end(*tps)
+        for tp in tps:  # resolve the end offsets now, before anything is published
+            await self.consumer.position(tp)
+
+    async def wait(self, message_id: str, timeout: float) -> Record:
+        from scenestream.schemas.records import DeadLetter
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            batch = await self.consumer.getmany(timeout_ms=100)
+            for records in batch.values():
+                for record in records:
+                    schema = DeadLetter if record.topic in self.dlqs else self.schema
+                    try:
+                        item = decode(record.value, schema)
+                    except SchemaError:
+                        continue
+                    if getattr(item, "message_id", None) != message_id:
+                        continue
+                    if isinstance(item, DeadLetter):
+                        raise DeadLettered(f"{item.stage} refused the message ({item.error_type}): {item.reason}")
+                    return item
+        raise TimeoutError(f"no result on {self.topic} for message {message_id} within {timeout:.0f}s")
+
+    async def stop(self) -> None:
+        if self.consumer is not None:
+            await self.consumer.stop()

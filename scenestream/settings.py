@@ -1,0 +1,144 @@
+"""One frozen settings object for every stage and command.
+
+Every value is read from the environment here and nowhere else, with the
+prefix ``SCENESTREAM_`` (``SCENESTREAM_BROKER``, ``SCENESTREAM_PARTITIONS`` ...).
+``scenestream settings`` prints them all with their current values and docs.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal, Optional
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "scenestream"
+
+
+class Settings(BaseSettings):
+    """scenestream settings (environment prefix ``SCENESTREAM_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="SCENESTREAM_", frozen=True, extra="ignore")
+
+    # --- broker -----------------------------------------------------------
+    broker: Optional[str] = Field(
+        None,
+        description="Kafka bootstrap servers as kafka://host:port[,host:port]. "
+        "Unset: scenestream starts its embedded Tansu broker on a free loopback port.",
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol, passed to every client."
+    )
+    sasl_mechanism: Optional[Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]] = Field(
+        None, description="SASL mechanism when security_protocol is SASL_*."
+    )
+    sasl_username: Optional[str] = Field(None, description="SASL user name.")
+    sasl_password: Optional[str] = Field(None, description="SASL password.")
+    ssl_cafile: Optional[Path] = Field(None, description="CA bundle for SSL / SASL_SSL.")
+    ssl_certfile: Optional[Path] = Field(None, description="Client certificate for SSL.")
+    ssl_keyfile: Optional[Path] = Field(None, description="Client key for SSL.")
+
+    # --- topology ---------------------------------------------------------
+    app_id: str = Field("scenestream", description="Consumer-group id prefix of the workers.")
+    topic_prefix: str = Field(
+        "", description="Prefix for every topic name (isolates tenants, test runs, replays)."
+    )
+    partitions: int = Field(4, ge=1, description="Partitions of each pipeline topic at creation.")
+    replication_factor: int = Field(1, ge=1, description="Replication factor at topic creation.")
+    retention_hours: int = Field(
+        168, ge=1, description="Retention of the stream topics (the archive is the long memory)."
+    )
+
+    # --- backbone tuning --------------------------------------------------
+    fetch_max_wait_ms: int = Field(
+        10,
+        ge=0,
+        description="How long a fetch may wait for data. Tansu holds a fetch that covers an "
+        "idle partition for this long, so it bounds hop latency (FINDINGS.md).",
+    )
+    batch_max: int = Field(256, ge=1, description="Most messages a stage handles in one batch.")
+    batch_within_ms: int = Field(
+        5, ge=0, description="Longest wait to fill a batch once the first message arrived."
+    )
+    producer_linger_ms: int = Field(1, ge=0, description="Producer linger (batching) time.")
+    commit_interval_s: float = Field(0.5, gt=0, description="Offset commit interval.")
+    session_timeout_s: float = Field(
+        6.0, gt=0, description="Consumer-group session timeout (6 s is the least Kafka allows by default; "
+        "Tansu holds a join for about half of it, so it bounds how fast a worker starts)."
+    )
+    rebalance_timeout_s: float = Field(
+        3.0, gt=0, description="How long a rebalance waits for members to rejoin."
+    )
+
+    # --- data -------------------------------------------------------------
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Where scenestream keeps its state: broker address, archive, models.",
+    )
+    max_text_bytes: int = Field(
+        16 * 1024, ge=1, description="Longest raw text accepted (UTF-8 bytes); longer goes to the DLQ."
+    )
+    tokenizer_model: Optional[Path] = Field(
+        None, description="SentencePiece model file. Unset: the model shipped with scenestream."
+    )
+    hypertokens_max: int = Field(12, ge=1, description="Most hypertokens kept per text.")
+    log_level: str = Field("WARNING", description="Log level of the workers.")
+
+    @field_validator("broker")
+    @classmethod
+    def _check_broker(cls, value: Optional[str]) -> Optional[str]:
+        if value is None or value == "":
+            return None
+        if not value.startswith("kafka://"):
+            raise ValueError(f"SCENESTREAM_BROKER must look like kafka://host:port[,host:port], got {value!r}")
+        hosts = value[len("kafka://") :].split(",")
+        for host in hosts:
+            name, _, port = host.rpartition(":")
+            if not name or not port.isdigit():
+                raise ValueError(f"SCENESTREAM_BROKER entry {host!r} is not host:port")
+        return value
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        """The broker list as aiokafka wants it (needs ``broker`` set)."""
+        if self.broker is None:
+            raise RuntimeError("no broker address: start the embedded broker first")
+        return self.broker[len("kafka://") :].split(",")
+
+    def kafka_auth(self) -> dict:
+        """SASL/SSL keyword arguments shared by every aiokafka client."""
+        kwargs: dict = {"security_protocol": self.security_protocol}
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            kwargs["ssl_context"] = create_ssl_context(
+                cafile=str(self.ssl_cafile) if self.ssl_cafile else None,
+                certfile=str(self.ssl_certfile) if self.ssl_certfile else None,
+                keyfile=str(self.ssl_keyfile) if self.ssl_keyfile else None,
+            )
+        if self.security_protocol.startswith("SASL"):
+            kwargs["sasl_mechanism"] = self.sasl_mechanism or "PLAIN"
+            kwargs["sasl_plain_username"] = self.sasl_username
+            kwargs["sasl_plain_password"] = self.sasl_password
+        return kwargs
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
+
+
+def describe_settings() -> list[tuple[str, str, str]]:
+    """(environment variable, current value, description) for every setting."""
+    current = get_settings()
+    rows = []
+    for name, field in Settings.model_fields.items():
+        value = getattr(current, name)
+        shown = "***" if name == "sasl_password" and value else ("" if value is None else str(value))
+        rows.append((f"SCENESTREAM_{name.upper()}", shown, field.description or ""))
+    return rows

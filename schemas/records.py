@@ -1,0 +1,172 @@
+"""The records that flow between stages (ARCHITECTURE.md, "Topics").
+
+Records are immutable. ``message_id`` is set once at ingest (:class:`RawText`)
+and carried by every later record; from the scene on, ``scene_id`` is
+deterministic so reprocessing after a crash is idempotent.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+import warnings
+from typing import ClassVar, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+REGISTERS = ("poet", "logician", "body", "philosopher")
+
+# The records name a field "register" (the design's word); it shadows the
+# rarely used BaseModel.register ABC hook, which pydantic warns about.
+warnings.filterwarnings("ignore", message='Field name "register"', category=UserWarning)
+
+
+def new_message_id() -> str:
+    """A fresh message id (UUID7-like: time-ordered hex)."""
+    return f"{time.time_ns():x}-{uuid.uuid4().hex[:12]}"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Record(BaseModel):
+    """Base of every topic record: frozen, unknown fields ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    kind: ClassVar[str] = "record"
+    version: ClassVar[int] = 1
+
+    schema_version: int = 1
+
+
+class RawText(Record):
+    """raw-text: one text as it was ingested."""
+
+    kind: ClassVar[str] = "raw_text"
+    message_id: str = Field(min_length=1)
+    session_id: str = Field(min_length=1)
+    text: str
+    tenant: str = "default"
+    source: str = "api"
+    ts_ms: int = Field(default_factory=now_ms)
+    replay_of: Optional[str] = None
+
+
+class Hypertoken(Record):
+    text: str
+    weight: float
+
+
+class Tokens(Record):
+    """tokens: SentencePiece pieces plus the salient content units."""
+
+    kind: ClassVar[str] = "tokens"
+    message_id: str = Field(min_length=1)
+    session_id: str = Field(min_length=1)
+    tenant: str = "default"
+    text: str
+    normalized: str
+    lang: str
+    pieces: list[str]
+    ids: list[int]
+    hypertokens: list[Hypertoken]
+    symbols: list[str]
+    ts_ms: int
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+    replay_of: Optional[str] = None
+
+    @property
+    def piece_text(self) -> str:
+        """The pieces joined (``почему▁я▁не▁чувствую`` style)."""
+        return "".join(self.pieces).lstrip("▁")
+
+
+class SceneField(Record):
+    valence: float = Field(ge=-1.0, le=1.0)
+    arousal: float = Field(ge=0.0, le=1.0)
+    tension: float = Field(ge=0.0, le=1.0)
+    rhythm: str
+
+
+class RegisterWeight(Record):
+    name: Literal["poet", "logician", "body", "philosopher"]
+    weight: float = Field(ge=0.0, le=1.0)
+
+
+class Scene(Record):
+    """scenes: what the text is about, how it feels, which register answers."""
+
+    kind: ClassVar[str] = "scene"
+    scene_id: str = Field(min_length=1)
+    message_id: str = Field(min_length=1)
+    session_id: str = Field(min_length=1)
+    tenant: str = "default"
+    stage: Literal["formed", "resonated"] = "formed"
+    text: str
+    lang: str
+    hypertokens: list[Hypertoken]
+    concepts: list[str] = Field(default_factory=list)
+    linkage: str
+    delta_code: str
+    field: SceneField
+    registers: list[RegisterWeight]
+    register: str
+    resonance: float = 0.0
+    echoes: list[dict] = Field(default_factory=list)
+    symbol: Optional[str] = None
+    builder_version: str = ""
+    ts_ms: int
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+    replay_of: Optional[str] = None
+
+
+class LoraOutput(Record):
+    """lora-outputs: the answer of one register adapter."""
+
+    kind: ClassVar[str] = "lora_output"
+    message_id: str = Field(min_length=1)
+    session_id: str = Field(min_length=1)
+    scene_id: str = Field(min_length=1)
+    tenant: str = "default"
+    text: str
+    register: str
+    adapter: str
+    engine: str
+    model: str
+    delta_code: str
+    symbol: Optional[str] = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    ts_ms: int = Field(default_factory=now_ms)
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+    replay_of: Optional[str] = None
+
+
+class MemoryEvent(Record):
+    """memory-events: what the memory stage did with a scene or an answer."""
+
+    kind: ClassVar[str] = "memory_event"
+    message_id: str = Field(min_length=1)
+    session_id: str = Field(min_length=1)
+    scene_id: str = Field(min_length=1)
+    tenant: str = "default"
+    event: Literal["stored", "recalled", "linked"]
+    details: dict = Field(default_factory=dict)
+    ts_ms: int = Field(default_factory=now_ms)
+
+
+class DeadLetter(Record):
+    """``<topic>.dlq``: what a stage could not handle, with the original bytes."""
+
+    kind: ClassVar[str] = "dead_letter"
+    topic: str
+    partition: int
+    offset: int
+    key: Optional[bytes] = None
+    value: Optional[bytes] = None
+    stage: str
+    reason: str
+    error_type: str
+    message_id: Optional[str] = None
+    ts_ms: int = Field(default_factory=now_ms)
