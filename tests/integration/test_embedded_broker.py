@@ -1,0 +1,85 @@
+"""The embedded broker starts, answers, and never outlives the process that started it."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from scenestream.broker import EmbeddedBroker, _api_versions_ok, running_stack
+from scenestream.settings import Settings
+
+CLI = [sys.executable, "-m", "scenestream"]
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def wait_gone(pid: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_context_manager_starts_and_stops():
+    with EmbeddedBroker() as broker:
+        assert _api_versions_ok("127.0.0.1", broker.port, 1.0)
+        pid = broker.process.pid
+    assert wait_gone(pid)
+
+
+def test_exception_inside_stops_the_broker():
+    with pytest.raises(RuntimeError):
+        with EmbeddedBroker() as broker:
+            pid = broker.process.pid
+            raise RuntimeError("boom")
+    assert wait_gone(pid)
+
+
+def _start_cli(args, tmp_path):
+    env = dict(os.environ, SCENESTREAM_DATA_DIR=str(tmp_path))
+    env.pop("SCENESTREAM_BROKER", None)
+    proc = subprocess.Popen(CLI + args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not running_stack(Settings(data_dir=tmp_path)):
+        time.sleep(0.1)
+    state = running_stack(Settings(data_dir=tmp_path))
+    assert state, proc.stderr.read().decode() if proc.poll() is not None else "no broker address published"
+    brokers = children(proc.pid)
+    assert len(brokers) == 1
+    return proc, brokers[0], state
+
+
+@pytest.mark.parametrize("args", [["broker"], ["run"]])
+def test_ctrl_c_leaves_no_broker_behind(tmp_path, args):
+    proc, tansu, state = _start_cli(args, tmp_path)
+    time.sleep(1)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=30)
+    assert wait_gone(tansu), "broker outlived Ctrl-C"
+    assert not (tmp_path / "broker.json").exists()
+
+
+def test_sigkill_of_the_parent_takes_the_broker_down(tmp_path):
+    proc, tansu, _ = _start_cli(["broker"], tmp_path)
+    proc.kill()
+    proc.wait()
+    assert wait_gone(tansu), "broker outlived its killed parent"
+    assert running_stack(Settings(data_dir=tmp_path)) is None  # stale address is not trusted

@@ -1,0 +1,86 @@
+"""The tokenizer stage end to end through the real broker, and its dead letters."""
+
+import asyncio
+
+import msgpack
+
+from scenestream.client import Watcher, publish, raw_text, read_topic
+from scenestream.runtime import running_worker, select_stages
+from scenestream.schemas import DeadLetter, Tokens, decode, encode
+from scenestream.topics import RAW_TEXT, TOKENS
+
+
+async def _send_raw(settings, values):
+    from scenestream.client import producer
+
+    prod = producer(settings)
+    await prod.start()
+    try:
+        futures = [await prod.send(RAW_TEXT.full_name(settings), key=b"s-bad", value=v) for v in values]
+        await asyncio.gather(*futures)
+    finally:
+        await prod.stop()
+
+
+async def _collect(settings, topic, n, timeout=20.0):
+    got = []
+
+    async def scan():
+        async for record in read_topic(settings, topic, follow=True):
+            got.append(record)
+            if len(got) >= n:
+                return
+
+    await asyncio.wait_for(scan(), timeout)
+    return got
+
+
+def test_text_in_raw_text_comes_out_on_tokens(settings_factory):
+    s = settings_factory()
+
+    async def go():
+        async with running_worker(s, select_stages(["tokenizer"])):
+            watcher = Watcher(s, TOKENS.full_name(s), Tokens, [RAW_TEXT.dlq_name(s)])
+            await watcher.start()
+            record = raw_text("Почему я не чувствую шаг в себе? 🫁", session_id="sess-1")
+            await publish(s, [record])
+            tokens = await watcher.wait(record.message_id, timeout=20)
+            await watcher.stop()
+            return record, tokens
+
+    record, tokens = asyncio.run(go())
+    assert tokens.message_id == record.message_id and tokens.session_id == "sess-1"
+    assert {"чувствую", "шаг"} <= {h.text for h in tokens.hypertokens}
+    assert tokens.symbols == ["🫁"] and tokens.lang == "ru"
+
+
+def test_bad_input_goes_to_the_dlq_and_the_stage_goes_on(settings_factory):
+    s = settings_factory(max_text_bytes=64)
+    bad = {
+        "empty_text": encode(raw_text("")),
+        "whitespace": encode(raw_text("  \n\t ")),
+        "too_long": encode(raw_text("очень длинный текст " * 10)),
+        "invalid_utf8": msgpack.packb({"message_id": "m", "session_id": "s", "text": b"\xff\xfe"}, use_bin_type=False),
+        "undecodable": b"\xc1\xc1\x00 definitely not a record",
+        "schema": msgpack.packb({"session_id": "s", "text": "no message id"}),
+    }
+    expected_types = {"empty_text": "empty_text", "whitespace": "empty_text", "too_long": "too_long",
+                      "invalid_utf8": "invalid_utf8", "undecodable": "undecodable", "schema": "schema"}
+
+    async def go():
+        async with running_worker(s, select_stages(["tokenizer"])):
+            await _send_raw(s, list(bad.values()))
+            good = raw_text("after the bad ones", session_id="s-bad")
+            await publish(s, [good])
+            letters = await _collect(s, RAW_TEXT.dlq_name(s), len(bad))
+            tokens = await _collect(s, TOKENS.full_name(s), 1)
+            return good, letters, tokens
+
+    good, letters, tokens = asyncio.run(go())
+    decoded = [decode(r.value, DeadLetter) for r in letters]
+    assert [d.error_type for d in decoded] == list(expected_types.values())
+    for letter, original in zip(decoded, bad.values()):
+        assert letter.value == original and letter.stage == "tokenizer" and letter.key == b"s-bad"
+        assert letter.topic == RAW_TEXT.full_name(s) and letter.reason
+    assert len({d.offset for d in decoded}) == len(bad)  # the source offset of each
+    assert decode(tokens[0].value, Tokens).message_id == good.message_id

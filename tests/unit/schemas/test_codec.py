@@ -1,0 +1,82 @@
+import msgpack
+import orjson
+import pytest
+
+from scenestream.schemas import DeadLetter, RawText, SchemaError, Tokens, decode, encode, to_json
+
+
+def raw(**kw):
+    base = dict(message_id="m1", session_id="s1", text="привет мир")
+    base.update(kw)
+    return RawText(**base)
+
+
+def test_roundtrip_keeps_every_field_and_version():
+    record = raw(tenant="t1", source="ingest")
+    back = decode(encode(record), RawText)
+    assert back == record
+    assert msgpack.unpackb(encode(record))["schema_version"] == RawText.version
+
+
+def test_unknown_fields_are_ignored():
+    data = raw().model_dump()
+    data["from_the_future"] = {"x": 1}
+    back = decode(msgpack.packb(data), RawText)
+    assert back.text == "привет мир"
+    assert not hasattr(back, "from_the_future")
+
+
+def test_missing_required_field_names_it():
+    with pytest.raises(SchemaError) as err:
+        decode(msgpack.packb({"session_id": "s", "text": "x"}), RawText)
+    assert err.value.error_type == "schema"
+    assert "message_id" in err.value.reason
+
+
+def test_not_msgpack_is_undecodable():
+    with pytest.raises(SchemaError) as err:
+        decode(b"\xc1\xc1 not msgpack", RawText)
+    assert err.value.error_type == "undecodable"
+
+
+def test_invalid_utf8_in_a_string():
+    bad = msgpack.packb({"message_id": "m", "session_id": "s", "text": b"\xff\xfe"}, use_bin_type=False)
+    with pytest.raises(SchemaError) as err:
+        decode(bad, RawText)
+    assert err.value.error_type == "invalid_utf8"
+
+
+def test_binary_text_that_is_utf8_is_accepted():
+    value = msgpack.packb({"message_id": "m", "session_id": "s", "text": "тишина".encode()}, use_bin_type=True)
+    assert decode(value, RawText).text == "тишина"
+
+
+def test_json_objects_from_external_producers():
+    value = orjson.dumps({"message_id": "m", "session_id": "s", "text": "hello"})
+    assert decode(value, RawText).text == "hello"
+
+
+def test_a_list_is_not_a_record():
+    with pytest.raises(SchemaError):
+        decode(msgpack.packb([1, 2, 3]), RawText)
+
+
+def test_records_are_immutable():
+    record = raw()
+    with pytest.raises(Exception):
+        record.text = "changed"
+
+
+def test_dead_letter_keeps_original_bytes_and_prints_as_json():
+    letter = DeadLetter(topic="raw-text", partition=1, offset=7, key=b"s1", value=b"\xff\x00", stage="tokenizer",
+                        reason="undecodable", error_type="undecodable")
+    back = decode(encode(letter), DeadLetter)
+    assert back.value == b"\xff\x00" and back.offset == 7
+    shown = orjson.loads(to_json(back))
+    assert shown["value"] == {"base64": "/wA="} and shown["key"] == "s1"
+
+
+def test_tokens_piece_text():
+    tokens = Tokens(message_id="m", session_id="s", text="a b", normalized="a b", lang="en",
+                    pieces=["▁почему", "▁я", "▁не"], ids=[1, 2, 3], hypertokens=[], symbols=[], ts_ms=0)
+    assert tokens.piece_text == "почему▁я▁не"

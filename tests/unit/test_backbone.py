@@ -1,0 +1,101 @@
+"""The backbone's decisions without a broker: what goes where, and when a batch is acked."""
+
+import asyncio
+from types import SimpleNamespace
+
+import msgpack
+
+from scenestream.backbone import StageRunner, StageSpec, map_each
+from scenestream.schemas import DeadLetter, RawText, decode, encode
+from scenestream.settings import Settings
+from scenestream.topics import RAW_TEXT, TOKENS
+
+
+class FakeTopic:
+    def __init__(self, name, fail_first=0):
+        self.name = name
+        self.sent = []
+        self.fail_first = fail_first
+
+    async def send(self, key, value, headers):
+        if self.fail_first:
+            self.fail_first -= 1
+            raise ConnectionError("broker away")
+        self.sent.append((key, value))
+        future = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
+
+
+class FakeApp:
+    def __init__(self, fail_first=0):
+        self.topics = {}
+        self.fail_first = fail_first
+
+    def topic(self, name, **_kw):
+        return self.topics.setdefault(name, FakeTopic(name, self.fail_first))
+
+
+class Upper:
+    def process(self, records):
+        def one(record):
+            if record.text == "boom":
+                raise RuntimeError("transform failed")
+            return [(TOKENS, record.model_copy(update={"text": record.text.upper()}))]
+
+        return map_each(one, records)
+
+
+def event(value, offset):
+    return SimpleNamespace(message=SimpleNamespace(topic="raw-text", partition=0, offset=offset, key=b"s", value=value))
+
+
+def spec():
+    return StageSpec(name="upper", agent="upper_raw_text", source=RAW_TEXT, sinks=(TOKENS,), build=lambda s: Upper())
+
+
+def good(text, mid):
+    return encode(RawText(message_id=mid, session_id="s", text=text))
+
+
+def test_plan_routes_results_and_dead_letters_in_order():
+    app = FakeApp()
+    runner = StageRunner(app, spec(), Settings())
+    events = [event(good("a", "m1"), 0), event(b"\xc1junk", 1), event(good("boom", "m3"), 2),
+              event(msgpack.packb({"text": "no ids"}), 3), event(good("b", "m5"), 4)]
+    sends = runner.plan(events)
+    names = [topic.name for topic, _key, _value in sends]
+    assert names == ["tokens", "raw-text.dlq", "raw-text.dlq", "raw-text.dlq", "tokens"]
+    letters = [decode(value, DeadLetter) for topic, _k, value in sends if topic.name.endswith(".dlq")]
+    assert [d.offset for d in letters] == [1, 2, 3]
+    assert [d.error_type for d in letters] == ["undecodable", "processing", "schema"]
+    assert letters[0].value == b"\xc1junk" and letters[0].stage == "upper"
+    assert letters[1].message_id == "m3" and "transform failed" in letters[1].reason
+    assert decode(sends[-1][2], RawText).text == "B"
+
+
+def test_batch_is_acked_only_after_delivery_even_when_sends_fail_first():
+    app = FakeApp(fail_first=2)
+    runner = StageRunner(app, spec(), Settings())
+    acked = []
+
+    class Stream:
+        async def ack(self, ev):
+            assert app.topics["tokens"].sent, "acked before the result was delivered"
+            acked.append(ev.message.offset)
+
+    async def go():
+        await runner.handle(Stream(), [event(good("a", "m1"), 0), event(good("c", "m2"), 1)])
+
+    asyncio.run(go())
+    assert acked == [0, 1]
+    assert len(app.topics["tokens"].sent) == 2
+
+
+def test_records_a_stage_does_not_accept_are_acked_without_output():
+    app = FakeApp()
+    s = StageSpec(name="upper", agent="upper_raw_text", source=RAW_TEXT, sinks=(TOKENS,), build=lambda s: Upper(),
+                  accepts=lambda record: record.source != "replay")
+    runner = StageRunner(app, s, Settings())
+    skipped = encode(RawText(message_id="m", session_id="s", text="x", source="replay"))
+    assert runner.plan([event(skipped, 0)]) == []
