@@ -2,8 +2,9 @@
 
     scenestream bench transport [--json] [--messages 20000] [--rate 1000] [--rounds 3]
 
-Both chains run on the same embedded broker in the same process, in
-alternating rounds, on fresh topics each round:
+Both chains run on the same embedded broker, in alternating rounds, on fresh
+topics each round, each in a process of its own (as a worker runs), while this
+process offers the load and observes:
 
 * **backbone**: three stages of :mod:`scenestream.backbone` (faust agents that
   decode a RawText, hand it to a handler that forwards it, wait for delivery,
@@ -21,6 +22,7 @@ two sightings by the same observer. Figures are medians over the rounds.
 from __future__ import annotations
 
 import asyncio
+import signal
 import statistics
 import sys
 import time
@@ -147,34 +149,61 @@ async def _create(settings: Settings, names: list[str]) -> None:
     await admin.close()
 
 
-async def _one_chain(settings: Settings, kind: str, messages: int, rate: float, seconds: float) -> dict:
+async def _serve_chain(settings: Settings, kind: str) -> None:
+    """Run the three hops until cancelled; prints ``ready`` once they own their partitions."""
     from scenestream.app import create_app
     from scenestream.backbone import StageSpec, attach
     from scenestream.runtime import wait_assigned
+
+    decls = [TopicDecl(f"t{i}", RawText) for i in range(4)]
+    names = [d.full_name(settings) for d in decls]
+    if kind == "backbone":
+        app = create_app(settings)
+        for i in range(3):
+            spec = StageSpec(name=f"hop{i}", agent=f"forward_t{i}", source=decls[i], sinks=(decls[i + 1],),
+                             build=lambda _s, sink=decls[i + 1]: Forward(sink))
+            attach(app, spec, settings)
+        await app.start()
+        try:
+            await wait_assigned(app)
+            print("ready", flush=True)
+            await asyncio.Event().wait()
+        finally:
+            await app.stop()
+    else:
+        events = [asyncio.Event() for _ in range(3)]
+        hops = [asyncio.create_task(_raw_hop(settings, names[i], names[i + 1], f"{settings.app_id}-hop{i}",
+                                             events[i])) for i in range(3)]
+        try:
+            await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)), 60)
+            print("ready", flush=True)
+            await asyncio.gather(*hops)
+        finally:
+            for hop in hops:
+                hop.cancel()
+            await asyncio.gather(*hops, return_exceptions=True)
+
+
+async def _one_chain(settings: Settings, kind: str, messages: int, rate: float, seconds: float) -> dict:
+    """One round: the chain in its own process (like a worker), load and observer in this one."""
+    import os
+    import subprocess
 
     run = uuid.uuid4().hex[:8]
     s = settings.model_copy(update={"topic_prefix": f"bench-{kind}-{run}-", "app_id": f"bench-{kind}-{run}"})
     decls = [TopicDecl(f"t{i}", RawText) for i in range(4)]
     names = [d.full_name(s) for d in decls]
     await _create(s, names + [d.dlq_name(s) for d in decls])
-    app = None
-    hops: list[asyncio.Task] = []
-    if kind == "backbone":
-        app = create_app(s)
-        for i in range(3):
-            spec = StageSpec(name=f"hop{i}", agent=f"forward_t{i}", source=decls[i], sinks=(decls[i + 1],),
-                             build=lambda _s, sink=decls[i + 1]: Forward(sink))
-            attach(app, spec, s)
-        await app.start()
-        await wait_assigned(app)
-    else:
-        events = [asyncio.Event() for _ in range(3)]
-        hops = [asyncio.create_task(_raw_hop(s, names[i], names[i + 1], f"{s.app_id}-hop{i}", events[i]))
-                for i in range(3)]
-        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)), 60)
+    env = dict(os.environ, SCENESTREAM_BROKER=s.broker, SCENESTREAM_TOPIC_PREFIX=s.topic_prefix,
+               SCENESTREAM_APP_ID=s.app_id, SCENESTREAM_DATA_DIR=str(s.data_dir))
+    chain = await asyncio.create_subprocess_exec(sys.executable, "-m", "scenestream.ops.bench_transport", kind,
+                                                 env=env, stdout=subprocess.PIPE)
     observer = Observer(s, names)
-    await observer.start()
     try:
+        line = await asyncio.wait_for(chain.stdout.readline(), 90)
+        if line.strip() != b"ready":
+            raise RuntimeError(f"{kind} chain did not start (exit code {chain.returncode})")
+        await observer.start()
         # throughput: a burst
         started = await _produce(s, names[0], messages, None, "burst")
         await observer.wait_count(names[3], messages, timeout=300)
@@ -190,12 +219,11 @@ async def _one_chain(settings: Settings, kind: str, messages: int, rate: float, 
             hop_ms += [(times[h + 1] - times[h]) * 1000 for h in range(3)]
             e2e_ms.append((times[3] - times[0]) * 1000)
     finally:
-        await observer.stop()
-        if app is not None:
-            await app.stop()
-        for task in hops:
-            task.cancel()
-        await asyncio.gather(*hops, return_exceptions=True)
+        if observer._task is not None:
+            await observer.stop()
+        if chain.returncode is None:
+            chain.terminate()
+            await chain.wait()
     return {
         "throughput_msgs_per_s": throughput,
         "hop_p50_ms": statistics.median(hop_ms),
@@ -249,3 +277,16 @@ def format_report(report: dict) -> str:
     lines.append(f"backbone/raw throughput ratio: {report['throughput_ratio']:.3f} (target ≥ 0.5); "
                  f"backbone hop p99 {report['backbone']['hop_p99_ms']:.1f} ms (target ≤ 20 ms)")
     return "\n".join(lines)
+
+
+async def _serve_until_terminated(kind: str) -> None:
+    task = asyncio.current_task()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        await _serve_chain(get_settings(), kind)
+    except asyncio.CancelledError:
+        pass
+
+
+if __name__ == "__main__":  # the chain process of one round: python -m scenestream.ops.bench_transport raw|backbone
+    asyncio.run(_serve_until_terminated(sys.argv[1]))

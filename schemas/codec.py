@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from functools import lru_cache
 from typing import Any, TypeVar
 
 import msgpack
@@ -56,20 +57,28 @@ def unpack(value: bytes | None) -> dict:
     return data
 
 
+@lru_cache(maxsize=None)
+def _fields(cls: type[Record]) -> tuple[frozenset[str], frozenset[str]]:
+    """(all field names, names of plain ``str`` fields) of a record class."""
+    fields = cls.model_fields
+    return frozenset(fields), frozenset(name for name, f in fields.items() if f.annotation is str)
+
+
 def decode(value: bytes | None, cls: type[R]) -> R:
     """Bytes into a record of ``cls``; raises :class:`SchemaError` with a clear reason."""
     data = unpack(value)
+    names, str_fields = _fields(cls)
     for key, item in data.items():
-        if isinstance(item, bytes) and key in cls.model_fields and cls.model_fields[key].annotation is str:
+        if isinstance(item, bytes) and key in str_fields:
             try:
                 data[key] = item.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise SchemaError(f"field {key!r} is not valid UTF-8: {exc}", "invalid_utf8") from exc
-    unknown = data.keys() - cls.model_fields.keys()
-    for name in unknown:
-        if (cls.kind, name) not in _warned_unknown:
-            _warned_unknown.add((cls.kind, name))
-            log.info("%s: ignoring unknown field %r", cls.kind, name)
+    if not data.keys() <= names:
+        for name in data.keys() - names:
+            if (cls.kind, name) not in _warned_unknown:
+                _warned_unknown.add((cls.kind, name))
+                log.info("%s: ignoring unknown field %r", cls.kind, name)
     version = data.get("schema_version", 1)
     if isinstance(version, int) and version > cls.version:
         log.debug("%s: reading schema_version %s with reader version %s", cls.kind, version, cls.version)

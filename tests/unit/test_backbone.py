@@ -11,29 +11,19 @@ from scenestream.settings import Settings
 from scenestream.topics import RAW_TEXT, TOKENS
 
 
-class FakeTopic:
-    def __init__(self, name, fail_first=0):
-        self.name = name
+class FakeProducer:
+    def __init__(self, fail_first=0):
         self.sent = []
         self.fail_first = fail_first
 
-    async def send(self, key, value, headers):
+    async def send(self, topic, key, value, headers):
         if self.fail_first:
             self.fail_first -= 1
             raise ConnectionError("broker away")
-        self.sent.append((key, value))
+        self.sent.append((topic, key, value))
         future = asyncio.get_running_loop().create_future()
         future.set_result(None)
         return future
-
-
-class FakeApp:
-    def __init__(self, fail_first=0):
-        self.topics = {}
-        self.fail_first = fail_first
-
-    def topic(self, name, **_kw):
-        return self.topics.setdefault(name, FakeTopic(name, self.fail_first))
 
 
 class Upper:
@@ -59,14 +49,13 @@ def good(text, mid):
 
 
 def test_plan_routes_results_and_dead_letters_in_order():
-    app = FakeApp()
-    runner = StageRunner(app, spec(), Settings())
+    runner = StageRunner(spec(), Settings(), FakeProducer())
     events = [event(good("a", "m1"), 0), event(b"\xc1junk", 1), event(good("boom", "m3"), 2),
               event(msgpack.packb({"text": "no ids"}), 3), event(good("b", "m5"), 4)]
     sends = runner.plan(events)
-    names = [topic.name for topic, _key, _value in sends]
+    names = [topic for topic, _key, _value in sends]
     assert names == ["tokens", "raw-text.dlq", "raw-text.dlq", "raw-text.dlq", "tokens"]
-    letters = [decode(value, DeadLetter) for topic, _k, value in sends if topic.name.endswith(".dlq")]
+    letters = [decode(value, DeadLetter) for topic, _k, value in sends if topic.endswith(".dlq")]
     assert [d.offset for d in letters] == [1, 2, 3]
     assert [d.error_type for d in letters] == ["undecodable", "processing", "schema"]
     assert letters[0].value == b"\xc1junk" and letters[0].stage == "upper"
@@ -75,13 +64,13 @@ def test_plan_routes_results_and_dead_letters_in_order():
 
 
 def test_batch_is_acked_only_after_delivery_even_when_sends_fail_first():
-    app = FakeApp(fail_first=2)
-    runner = StageRunner(app, spec(), Settings())
+    producer = FakeProducer(fail_first=2)
+    runner = StageRunner(spec(), Settings(), producer)
     acked = []
 
     class Stream:
         async def ack(self, ev):
-            assert app.topics["tokens"].sent, "acked before the result was delivered"
+            assert producer.sent, "acked before the result was delivered"
             acked.append(ev.message.offset)
 
     async def go():
@@ -89,13 +78,12 @@ def test_batch_is_acked_only_after_delivery_even_when_sends_fail_first():
 
     asyncio.run(go())
     assert acked == [0, 1]
-    assert len(app.topics["tokens"].sent) == 2
+    assert [topic for topic, _k, _v in producer.sent] == ["tokens", "tokens"]
 
 
 def test_records_a_stage_does_not_accept_are_acked_without_output():
-    app = FakeApp()
     s = StageSpec(name="upper", agent="upper_raw_text", source=RAW_TEXT, sinks=(TOKENS,), build=lambda s: Upper(),
                   accepts=lambda record: record.source != "replay")
-    runner = StageRunner(app, s, Settings())
+    runner = StageRunner(s, Settings(), FakeProducer())
     skipped = encode(RawText(message_id="m", session_id="s", text="x", source="replay"))
     assert runner.plan([event(skipped, 0)]) == []
