@@ -64,6 +64,17 @@ def render(result: dict) -> str:
     """The human view of an ``ask`` result."""
     lines = [f"message {result['message_id']}  session {result['session_id']}  ({result['stack']} stack, "
              f"{result['timings']['pipeline_ms']:.0f} ms through the pipeline)"]
+    scene = result.get("scene")
+    if scene is not None:
+        registers = ", ".join(f"{r.name} {r.weight:.2f}" for r in scene.registers if r.weight >= 0.05)
+        f = scene.field
+        lines += [
+            f"scene:       {scene.scene_id}  {scene.delta_code}  ({scene.lang})",
+            f"linkage:     {scene.linkage}",
+            "hypertokens: " + ", ".join(f"{h.text} ({h.weight:.2f})" for h in scene.hypertokens),
+            f"field:       valence {f.valence:+.2f}  arousal {f.arousal:.2f}  tension {f.tension:.2f}  rhythm {f.rhythm}",
+            f"registers:   {registers}  → {scene.register}",
+        ]
     tokens = result.get("tokens")
     if tokens is not None:
         lines.append(f"pieces:      {tokens.piece_text}")

@@ -224,6 +224,26 @@ def ask(
         typer.echo(render(result))
 
 
+@app.command()
+def scene(
+    text: Optional[str] = typer.Argument(None, help="A text; without it, JSON lines with a 'text' field from stdin."),
+) -> None:
+    """LLM-free scene, no broker needed: TEXT → one scene JSON; JSON lines in → one scene JSON per line out."""
+    from scenestream.scene_cli import one_scene, run_lines
+    from scenestream.schemas.codec import SchemaError, to_json
+
+    s = get_settings()
+    if text is not None:
+        try:
+            typer.echo(to_json(one_scene(text, s), pretty=True))
+        except SchemaError as exc:
+            _fail(exc.reason, 2)
+        return
+    if sys.stdin.isatty():
+        typer.echo("reading JSON lines from stdin (Ctrl-D to end)…", err=True)
+    run_lines(sys.stdin, sys.stdout, s)
+
+
 @bench_app.command("transport")
 def bench_transport(
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
@@ -237,6 +257,19 @@ def bench_transport(
 
     report = run_bench(messages=messages, rate=rate, seconds=seconds, rounds=rounds, progress=not as_json)
     typer.echo(json.dumps(report, indent=2) if as_json else format_report(report))
+
+
+@bench_app.command("scene")
+def bench_scene(
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+    embedders: str = typer.Option("e5,static", help="Comma-separated embedders to measure side by side."),
+    repeats: int = typer.Option(3, help="Timed passes over the held-out texts (median reported)."),
+) -> None:
+    """Register accuracy, macro-F1, confusion, Δ-code agreement and texts/s on the held-out split."""
+    from scenestream.ops.bench_scene import format_report, run_bench
+
+    report = run_bench([e.strip() for e in embedders.split(",") if e.strip()], repeats, progress=not as_json)
+    typer.echo(json.dumps(report, indent=2, ensure_ascii=False) if as_json else format_report(report))
 
 
 def main() -> None:

@@ -104,6 +104,7 @@ class Watcher:
         self.schema = schema
         self.dlqs = set(dlqs)
         self.consumer = None
+        self.seen: dict[str, Record] = {}
 
     async def start(self) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -121,10 +122,13 @@ class Watcher:
             await self.consumer.position(tp)
 
     async def wait(self, message_id: str, timeout: float) -> Record:
+        """The result for ``message_id``; results of other messages seen meanwhile are kept for later calls."""
         from scenestream.schemas.records import DeadLetter
 
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while message_id not in self.seen:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no result on {self.topic} for message {message_id} within {timeout:.0f}s")
             batch = await self.consumer.getmany(timeout_ms=100)
             for records in batch.values():
                 for record in records:
@@ -133,12 +137,13 @@ class Watcher:
                         item = decode(record.value, schema)
                     except SchemaError:
                         continue
-                    if getattr(item, "message_id", None) != message_id:
-                        continue
-                    if isinstance(item, DeadLetter):
-                        raise DeadLettered(f"{item.stage} refused the message ({item.error_type}): {item.reason}")
-                    return item
-        raise TimeoutError(f"no result on {self.topic} for message {message_id} within {timeout:.0f}s")
+                    mid = getattr(item, "message_id", None)
+                    if mid is not None:
+                        self.seen.setdefault(mid, item)
+        item = self.seen.pop(message_id)
+        if isinstance(item, DeadLetter):
+            raise DeadLettered(f"{item.stage} refused the message ({item.error_type}): {item.reason}")
+        return item
 
     async def stop(self) -> None:
         if self.consumer is not None:

@@ -21,9 +21,10 @@ log = logging.getLogger(__name__)
 
 def stage_specs() -> dict[str, StageSpec]:
     """Every stage scenestream has, in pipeline order (imported lazily)."""
+    from scenestream.agents.scene.agent import STAGE as scene
     from scenestream.agents.tokenizer.agent import STAGE as tokenizer
 
-    return {spec.name: spec for spec in (tokenizer,)}
+    return {spec.name: spec for spec in (tokenizer, scene)}
 
 
 def select_stages(names: Iterable[str] | None) -> list[StageSpec]:

@@ -86,6 +86,11 @@ class Settings(BaseSettings):
         None, description="SentencePiece model file. Unset: the model shipped with scenestream."
     )
     hypertokens_max: int = Field(12, ge=1, description="Most hypertokens kept per text.")
+    scene_embedder: Literal["e5", "static"] = Field(
+        "e5",
+        description="Sentence embeddings of the scene builder: e5 (multilingual-e5-small, accurate) or "
+        "static (per-piece e5 table, much faster, less accurate; see `scenestream bench scene`).",
+    )
     log_level: str = Field("WARNING", description="Log level of the workers.")
 
     @field_validator("broker")

@@ -53,7 +53,13 @@ class RawText(Record):
     replay_of: Optional[str] = None
 
 
-class Hypertoken(Record):
+class Part(BaseModel):
+    """A value inside a record (versioned with the record that holds it)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class Hypertoken(Part):
     text: str
     weight: float
 
@@ -82,14 +88,14 @@ class Tokens(Record):
         return "".join(self.pieces).lstrip("▁")
 
 
-class SceneField(Record):
+class SceneField(Part):
     valence: float = Field(ge=-1.0, le=1.0)
     arousal: float = Field(ge=0.0, le=1.0)
     tension: float = Field(ge=0.0, le=1.0)
     rhythm: str
 
 
-class RegisterWeight(Record):
+class RegisterWeight(Part):
     name: Literal["poet", "logician", "body", "philosopher"]
     weight: float = Field(ge=0.0, le=1.0)
 

@@ -10,16 +10,20 @@ from scenestream.schemas import DeadLetter, Tokens, decode, encode
 from scenestream.topics import RAW_TEXT, TOKENS
 
 
-async def _send_raw(settings, values):
+async def _send_raw_to(settings, topic, values):
     from scenestream.client import producer
 
     prod = producer(settings)
     await prod.start()
     try:
-        futures = [await prod.send(RAW_TEXT.full_name(settings), key=b"s-bad", value=v) for v in values]
+        futures = [await prod.send(topic, key=b"s-bad", value=v) for v in values]
         await asyncio.gather(*futures)
     finally:
         await prod.stop()
+
+
+async def _send_raw(settings, values):
+    await _send_raw_to(settings, RAW_TEXT.full_name(settings), values)
 
 
 async def _collect(settings, topic, n, timeout=20.0):
@@ -84,3 +88,32 @@ def test_bad_input_goes_to_the_dlq_and_the_stage_goes_on(settings_factory):
         assert letter.topic == RAW_TEXT.full_name(s) and letter.reason
     assert len({d.offset for d in decoded}) == len(bad)  # the source offset of each
     assert decode(tokens[0].value, Tokens).message_id == good.message_id
+
+
+def test_tokens_become_scenes_through_the_broker(settings_factory):
+    from scenestream.schemas import Scene
+    from scenestream.topics import SCENES, TOKENS as TOKENS_TOPIC
+
+    s = settings_factory()
+    texts = ["Почему я не чувствую шаг в себе?", "If x > 3 and y = 2x, is y > 6?", "Тихий дождь шепчет по крыше"]
+
+    async def go():
+        async with running_worker(s, select_stages(["tokenizer", "scene"])):
+            watcher = Watcher(s, SCENES.full_name(s), Scene, [RAW_TEXT.dlq_name(s), TOKENS_TOPIC.dlq_name(s)])
+            await watcher.start()
+            records = [raw_text(t, session_id="scene-session") for t in texts]
+            await publish(s, records)
+            out = [await watcher.wait(r.message_id, timeout=30) for r in records]
+            await watcher.stop()
+            # a tokens record that is not valid for the scene stage goes to tokens.dlq
+            await _send_raw_to(s, TOKENS_TOPIC.full_name(s), [msgpack.packb({"message_id": "x", "text": "no pieces"})])
+            letters = await _collect(s, TOKENS_TOPIC.dlq_name(s), 1)
+            return records, out, letters
+
+    records, out, letters = asyncio.run(go())
+    assert [s.message_id for s in out] == [r.message_id for r in records]
+    assert out[0].lang == "ru" and {r.name for r in out[0].registers[:2]} == {"body", "philosopher"}
+    assert out[1].register == "logician" and out[2].register == "poet"
+    assert all(s.stage == "formed" and s.session_id == "scene-session" for s in out)
+    letter = decode(letters[0].value, DeadLetter)
+    assert letter.stage == "scene" and letter.error_type == "schema"

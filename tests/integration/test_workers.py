@@ -104,7 +104,10 @@ def test_ask_starts_the_embedded_stack_when_none_runs(tmp_path):
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["stack"] == "embedded"
-    assert {"чувствую", "шаг"} <= {h["text"] for h in result["tokens"]["hypertokens"]}
+    scene = result["scene"]
+    assert {"чувствую", "шаг"} <= {h["text"] for h in scene["hypertokens"]}
+    assert {r["name"] for r in scene["registers"][:2]} == {"body", "philosopher"}
+    assert scene["delta_code"].startswith("Δ") and scene["stage"] == "formed"
 
 
 def test_ask_reports_a_refused_message_clearly(tmp_path):

@@ -1,0 +1,151 @@
+"""tokens → scene, as a pure function of a batch (no Kafka, no LLM).
+
+    from scenestream.agents.scene.transform import SceneBuilder
+    SceneBuilder().build([tokens])          # one Scene per Tokens record
+
+The texts of a batch are embedded together (one engine call), then each
+scene gets: registers from the shipped logistic head, the Δ-code from the
+nearest prototype of the shipped codebook, the linkage from the concept
+lexicon (embedding similarity, grounded by the text's own hypertokens), and
+the field from :mod:`field`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Sequence
+
+import numpy as np
+
+from scenestream.agents.scene.embedder import MODEL_DIR, Embedder, make_embedder
+from scenestream.agents.scene.field import field_of
+from scenestream.schemas.records import REGISTERS, RegisterWeight, Scene, SceneField, Tokens
+
+BUILDER = "scene-builder-1"
+LINKAGE_SIZE = 3
+ACTIVE_WEIGHT = 0.2  # a register at or above this weight is "active" (several can be)
+
+
+@dataclass
+class SceneModel:
+    """The shipped arrays of one embedder (built by ``ops/build_scene_model.py``)."""
+
+    embedder: str
+    head_w: np.ndarray
+    head_b: np.ndarray
+    codebook: np.ndarray
+    concepts_ru: np.ndarray
+    concepts_en: np.ndarray
+    concepts: list[dict]
+    version: str
+
+    @classmethod
+    def load(cls, embedder: str) -> "SceneModel":
+        path = MODEL_DIR / f"scene-{embedder}.npz"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} missing: build it with `python -m scenestream.ops.build_scene_model`")
+        manifest = json.loads((MODEL_DIR / "manifest.json").read_text(encoding="utf-8"))
+        if tuple(manifest["registers"]) != REGISTERS:
+            raise ValueError(f"model registers {manifest['registers']} differ from {REGISTERS}")
+        data = np.load(path)
+        digest = manifest["embedders"][embedder]["sha256"][:8]
+        return cls(embedder, data["head_w"], data["head_b"], data["codebook"], data["concepts_ru"],
+                   data["concepts_en"], manifest["concepts"], f"{BUILDER}+{embedder}.{digest}")
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def register_weights(probs: np.ndarray) -> list[RegisterWeight]:
+    """Ranked weights rounded to 4 places that still sum to exactly 1."""
+    order = np.argsort(-probs, kind="stable")
+    rounded = [round(float(probs[i]), 4) for i in order]
+    rounded[0] = round(1.0 - sum(rounded[1:]), 4)
+    return [RegisterWeight(name=REGISTERS[i], weight=w) for i, w in zip(order, rounded)]
+
+
+def scene_id_for(message_id: str, version: str) -> str:
+    return hashlib.sha256(f"{message_id}|{version}".encode()).hexdigest()[:20]
+
+
+@dataclass
+class SceneBuilder:
+    embedder_name: str = "e5"
+    embedder: Embedder | None = None
+    timings: dict = field(default_factory=dict)
+
+    @cached_property
+    def model(self) -> SceneModel:
+        return SceneModel.load(self.embedder_name)
+
+    def __post_init__(self) -> None:
+        if self.embedder is None:
+            self.embedder = make_embedder(self.embedder_name)
+
+    def warm_up(self) -> None:
+        self.model
+        self.embedder.embed(["warm up"])
+
+    def embed(self, records: Sequence[Tokens]) -> np.ndarray:
+        return self.embedder.embed([r.text for r in records], [r.ids for r in records])
+
+    def linkage(self, vector: np.ndarray, tokens: Tokens) -> list[str]:
+        model = self.model
+        lang = "ru" if tokens.lang == "ru" else "en"
+        names = [c[lang] for c in model.concepts]
+        scores = (model.concepts_ru if lang == "ru" else model.concepts_en) @ vector
+        # concepts the text itself names (same stem) are preferred to pure associations
+        stems = {h.text[:5] for h in tokens.hypertokens if len(h.text) >= 4}
+        bonus = np.array([0.1 if name[:5] in stems else 0.0 for name in names], dtype=np.float32)
+        top = np.argsort(-(scores + bonus), kind="stable")[:LINKAGE_SIZE]
+        return [names[i] for i in top]
+
+    def build(self, records: Sequence[Tokens]) -> list[Scene]:
+        if not records:
+            return []
+        started = time.perf_counter()
+        model = self.model
+        vectors = self.embed(records)
+        embedded = time.perf_counter()
+        probs = softmax(vectors @ model.head_w.T + model.head_b)
+        codes = np.argmax(vectors @ model.codebook.T, axis=1)
+        per_text_ms = (embedded - started) * 1000 / len(records)
+        scenes = []
+        for tokens, vector, prob, code in zip(records, vectors, probs, codes):
+            t0 = time.perf_counter()
+            concepts = self.linkage(vector, tokens)
+            registers = register_weights(prob)
+            scenes.append(Scene(
+                scene_id=scene_id_for(tokens.message_id, model.version),
+                message_id=tokens.message_id,
+                session_id=tokens.session_id,
+                tenant=tokens.tenant,
+                stage="formed",
+                text=tokens.text,
+                lang=tokens.lang,
+                hypertokens=tokens.hypertokens,
+                concepts=concepts + [h.text for h in tokens.hypertokens[:3] if h.text not in concepts],
+                linkage="·".join(concepts),
+                delta_code=f"Δ{int(code)}",
+                field=SceneField(**field_of(tokens.text, tokens.lang)),
+                registers=registers,
+                register=registers[0].name,
+                builder_version=model.version,
+                ts_ms=tokens.ts_ms,
+                timings_ms={**tokens.timings_ms, "embed": round(per_text_ms, 3),
+                            "scene": round(per_text_ms + (time.perf_counter() - t0) * 1000, 3)},
+                replay_of=tokens.replay_of,
+            ))
+        return scenes
+
+
+def active_registers(scene: Scene, threshold: float = ACTIVE_WEIGHT) -> list[str]:
+    """The registers that should answer: every one at or above ``threshold`` (the top one always)."""
+    return [r.name for r in scene.registers if r.weight >= threshold] or [scene.register]

@@ -1,0 +1,126 @@
+"""Build the scene builder's shipped model files from the project's own data.
+
+    pip install -e '.[train]'                     # scikit-learn, only for this script
+    python -m scenestream.ops.build_scene_model   # writes agents/scene/model/*
+
+What it builds, for each embedder (``e5`` and ``static``):
+
+* the **register head**: a logistic regression over sentence embeddings,
+  fitted on the *train* split of ``data/registers/*.jsonl`` (mixed examples
+  count for both of their registers, 0.6 / 0.4). The held-out split is never
+  used here, for fitting or for choosing anything;
+* the **Δ-codebook**: k-means prototypes of the project's corpus
+  (``data/corpus/*.txt`` plus the train texts); ``Δn`` is the index of the
+  nearest prototype;
+* the **concept lexicon** embeddings (``agents/scene/lexicon/concepts.json``),
+  Russian and English names.
+
+``static.npz`` (the per-piece e5 table of the static embedder) is built first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import typer
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL_DIR = ROOT / "agents" / "scene" / "model"
+LEXICON = ROOT / "agents" / "scene" / "lexicon" / "concepts.json"
+REGISTERS = ("poet", "logician", "body", "philosopher")
+
+
+def load_register_rows(split: str) -> list[dict]:
+    rows = []
+    for path in sorted((ROOT / "data" / "registers").glob("*.jsonl")):
+        rows += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [row for row in rows if row["split"] == split]
+
+
+def _batched(embed, texts: list[str], label: str, batch: int = 64) -> np.ndarray:
+    from rich.progress import track
+
+    chunks = [texts[i : i + batch] for i in range(0, len(texts), batch)]
+    return np.vstack([embed(chunk) for chunk in track(chunks, description=f"embedding {label}")])
+
+
+def build_static_table(out: Path) -> None:
+    from scenestream.agents.scene.embedder import E5Embedder
+    from scenestream.agents.tokenizer.transform import default_tokenizer
+
+    sp = default_tokenizer().sp
+    size = sp.get_piece_size()
+    texts = [(sp.id_to_piece(i).replace("▁", " ").strip() or "▁") for i in range(size)]
+    table = _batched(E5Embedder().embed, texts, "pieces", batch=128)
+    table = table - table.mean(axis=0)  # remove the common direction every piece shares
+    probs = np.exp([sp.get_score(i) for i in range(size)])
+    weights = 1e-3 / (1e-3 + probs)
+    for i in range(size):
+        if sp.is_control(i) or sp.is_unknown(i):
+            weights[i] = 0.0
+    np.savez_compressed(out, pieces=table.astype(np.float16), weights=weights.astype(np.float32))
+
+
+def build_for(embedder_name: str, concepts: list[dict], corpus: list[str], k: int) -> tuple[dict, dict]:
+    from sklearn.cluster import KMeans
+    from sklearn.linear_model import LogisticRegression
+
+    from scenestream.agents.scene.embedder import make_embedder
+
+    embedder = make_embedder(embedder_name)
+    train = load_register_rows("train")
+    texts, labels, weights = [], [], []
+    for row in train:
+        if "also" in row:
+            texts += [row["text"], row["text"]]
+            labels += [REGISTERS.index(row["register"]), REGISTERS.index(row["also"])]
+            weights += [0.6, 0.4]
+        else:
+            texts.append(row["text"])
+            labels.append(REGISTERS.index(row["register"]))
+            weights.append(1.0)
+    X = _batched(embedder.embed, texts, f"{embedder_name}: register train split")
+    head = LogisticRegression(C=10.0, max_iter=5000).fit(X, labels, sample_weight=weights)
+    corpus_x = _batched(embedder.embed, corpus, f"{embedder_name}: corpus")
+    kmeans = KMeans(n_clusters=k, n_init=4, random_state=0).fit(corpus_x)
+    centroids = kmeans.cluster_centers_ / np.linalg.norm(kmeans.cluster_centers_, axis=1, keepdims=True)
+    arrays = {
+        "head_w": head.coef_.astype(np.float32),
+        "head_b": head.intercept_.astype(np.float32),
+        "codebook": centroids.astype(np.float32),
+        "concepts_ru": embedder.embed([c["ru"] for c in concepts]),
+        "concepts_en": embedder.embed([c["en"] for c in concepts]),
+    }
+    info = {"train_examples": len(train), "train_accuracy": round(float(head.score(X, labels, weights)), 4),
+            "codebook_size": k, "corpus_lines": len(corpus)}
+    return arrays, info
+
+
+def main(
+    codebook_size: int = typer.Option(64, help="Number of Δ prototypes."),
+    skip_static_table: bool = typer.Option(False, help="Reuse the existing static.npz."),
+) -> None:
+    """Build agents/scene/model/ from data/ (train split only)."""
+    from scenestream.ops.train_tokenizer import corpus_lines
+
+    MODEL_DIR.mkdir(parents=True, exist_ok=True)
+    if not skip_static_table:
+        build_static_table(MODEL_DIR / "static.npz")
+    concepts = json.loads(LEXICON.read_text(encoding="utf-8"))
+    corpus = corpus_lines()
+    manifest = {"registers": list(REGISTERS), "concepts": concepts, "embedders": {}}
+    for name in ("e5", "static"):
+        arrays, info = build_for(name, concepts, corpus, codebook_size)
+        path = MODEL_DIR / f"scene-{name}.npz"
+        np.savez_compressed(path, **arrays)
+        info["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        manifest["embedders"][name] = info
+        typer.echo(f"{name}: {info}")
+    (MODEL_DIR / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    typer.run(main)
