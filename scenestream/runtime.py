@@ -19,16 +19,18 @@ from scenestream.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def stage_specs() -> dict[str, StageSpec]:
+def stage_specs(settings: Settings | None = None) -> dict[str, StageSpec]:
     """Every stage scenestream has, in pipeline order (imported lazily)."""
+    from scenestream.agents.decoder.agent import stage as decoder
     from scenestream.agents.scene.agent import STAGE as scene
     from scenestream.agents.tokenizer.agent import STAGE as tokenizer
+    from scenestream.settings import get_settings
 
-    return {spec.name: spec for spec in (tokenizer, scene)}
+    return {spec.name: spec for spec in (tokenizer, scene, decoder(settings or get_settings()))}
 
 
-def select_stages(names: Iterable[str] | None) -> list[StageSpec]:
-    specs = stage_specs()
+def select_stages(names: Iterable[str] | None, settings: Settings | None = None) -> list[StageSpec]:
+    specs = stage_specs(settings)
     if not names:
         return list(specs.values())
     chosen = []

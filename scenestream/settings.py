@@ -93,6 +93,32 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("WARNING", description="Log level of the workers.")
 
+    # --- decoder ----------------------------------------------------------
+    engine: Optional[Literal["vllm", "openai", "transformers"]] = Field(
+        None, description="Decoder engine. Unset: vllm when installed, else transformers."
+    )
+    base_model: Optional[str] = Field(
+        None, description="A local Hugging Face causal-LM folder. Unset: Gemma 3 270M from `scenestream setup`."
+    )
+    adapters_dir: Optional[Path] = Field(
+        None, description="Folder with one LoRA adapter folder per register. Unset: the adapters shipped with scenestream."
+    )
+    openai_base_url: Optional[str] = Field(
+        None, description="OpenAI-compatible server for SCENESTREAM_ENGINE=openai, e.g. http://vllm:8000/v1."
+    )
+    openai_api_key: str = Field("EMPTY", description="API key for the OpenAI-compatible server.")
+    vllm_memory_fraction: float = Field(
+        0.25, gt=0, le=1, description="Share of memory vLLM reserves for its KV cache (CPU: of RAM)."
+    )
+    max_new_tokens: int = Field(80, ge=1, description="Longest answer in tokens.")
+    temperature: float = Field(0.0, ge=0.0, description="Sampling temperature (0: greedy, reproducible).")
+    memory: bool = Field(
+        False, description="Memory stage on: the decoder then answers resonated scenes instead of formed ones."
+    )
+    qdrant_url: Optional[str] = Field(
+        None, description="Qdrant server for the memory stage. Unset: the embedded Qdrant Edge on disk."
+    )
+
     @field_validator("broker")
     @classmethod
     def _check_broker(cls, value: Optional[str]) -> Optional[str]:

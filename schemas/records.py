@@ -51,6 +51,7 @@ class RawText(Record):
     source: str = "api"
     ts_ms: int = Field(default_factory=now_ms)
     replay_of: Optional[str] = None
+    force_register: Optional[Literal["poet", "logician", "body", "philosopher"]] = None
 
 
 class Part(BaseModel):
@@ -81,6 +82,7 @@ class Tokens(Record):
     ts_ms: int
     timings_ms: dict[str, float] = Field(default_factory=dict)
     replay_of: Optional[str] = None
+    force_register: Optional[str] = None
 
     @property
     def piece_text(self) -> str:
@@ -125,6 +127,7 @@ class Scene(Record):
     ts_ms: int
     timings_ms: dict[str, float] = Field(default_factory=dict)
     replay_of: Optional[str] = None
+    force_register: Optional[str] = None
 
 
 class LoraOutput(Record):

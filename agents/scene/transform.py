@@ -142,6 +142,7 @@ class SceneBuilder:
                 timings_ms={**tokens.timings_ms, "embed": round(per_text_ms, 3),
                             "scene": round(per_text_ms + (time.perf_counter() - t0) * 1000, 3)},
                 replay_of=tokens.replay_of,
+                force_register=tokens.force_register,
             ))
         return scenes
 

@@ -161,6 +161,7 @@ class Tokenizer:
             ts_ms=raw.ts_ms,
             timings_ms={"tokenize": round((time.perf_counter() - started) * 1000, 3)},
             replay_of=raw.replay_of,
+            force_register=raw.force_register,
         )
 
 

@@ -44,11 +44,11 @@ def test_text_in_raw_text_comes_out_on_tokens(settings_factory):
 
     async def go():
         async with running_worker(s, select_stages(["tokenizer"])):
-            watcher = Watcher(s, TOKENS.full_name(s), Tokens, [RAW_TEXT.dlq_name(s)])
+            watcher = Watcher(s, {TOKENS.full_name(s): Tokens}, [RAW_TEXT.dlq_name(s)])
             await watcher.start()
             record = raw_text("Почему я не чувствую шаг в себе? 🫁", session_id="sess-1")
             await publish(s, [record])
-            tokens = await watcher.wait(record.message_id, timeout=20)
+            tokens = (await watcher.wait(record.message_id, TOKENS.full_name(s), timeout=20))["tokens"]
             await watcher.stop()
             return record, tokens
 
@@ -99,11 +99,11 @@ def test_tokens_become_scenes_through_the_broker(settings_factory):
 
     async def go():
         async with running_worker(s, select_stages(["tokenizer", "scene"])):
-            watcher = Watcher(s, SCENES.full_name(s), Scene, [RAW_TEXT.dlq_name(s), TOKENS_TOPIC.dlq_name(s)])
+            watcher = Watcher(s, {SCENES.full_name(s): Scene}, [RAW_TEXT.dlq_name(s), TOKENS_TOPIC.dlq_name(s)])
             await watcher.start()
             records = [raw_text(t, session_id="scene-session") for t in texts]
             await publish(s, records)
-            out = [await watcher.wait(r.message_id, timeout=30) for r in records]
+            out = [(await watcher.wait(r.message_id, SCENES.full_name(s), timeout=30))["scene"] for r in records]
             await watcher.stop()
             # a tokens record that is not valid for the scene stage goes to tokens.dlq
             await _send_raw_to(s, TOKENS_TOPIC.full_name(s), [msgpack.packb({"message_id": "x", "text": "no pieces"})])

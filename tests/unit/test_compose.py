@@ -32,10 +32,6 @@ INFRA = ("kafka", "qdrant", "vllm")
 SCENESTREAM_SERVICES = ("topics-init",) + STAGES
 REGISTERS = ("poet", "logician", "body", "philosopher")
 
-# Settings the compose file already sets for the memory stage (qdrant_url) and the
-# decoder stage (engine, openai_base_url, base_model); their fields are added to
-# scenestream.settings.Settings together with those stages.
-FUTURE_SETTINGS = {"qdrant_url", "engine", "openai_base_url", "base_model"}
 
 _INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::?-(?P<default>[^}]*))?\}")
 
@@ -193,7 +189,7 @@ def test_every_scenestream_variable_is_a_setting(compose):
     for service in compose["services"].values():
         set_in_containers.update(key for key in _env(service) if key.startswith(PREFIX))
     assert set_in_containers <= used
-    known = set(Settings.model_fields) | FUTURE_SETTINGS
+    known = set(Settings.model_fields)
     unknown = sorted(n for n in set_in_containers if n[len(PREFIX) :].lower() not in known)
     assert not unknown, f"not fields of scenestream.settings.Settings: {unknown}"
     compose_only = used - set_in_containers

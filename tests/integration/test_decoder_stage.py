@@ -1,0 +1,45 @@
+"""The whole path text → scene → LoRA → text through the real broker, transformers + PEFT engine."""
+
+import asyncio
+
+import pytest
+
+from scenestream.agents.decoder.base_model import provision
+from scenestream.client import Watcher, publish, raw_text
+from scenestream.runtime import running_worker, select_stages
+from scenestream.schemas import LoraOutput, Scene
+from scenestream.settings import Settings
+from scenestream.topics import LORA_OUTPUTS, RAW_TEXT, SCENES, TOKENS
+
+
+@pytest.fixture(scope="module")
+def base_model():
+    return provision(Settings(), progress=False)  # once per machine; later runs find it ready
+
+
+def test_ask_path_through_the_broker(settings_factory, base_model):
+    s = settings_factory(engine="transformers", max_new_tokens=24)
+    texts = [("Почему я не чувствую шаг в себе?", None), ("How many minutes are in a day?", "logician")]
+
+    async def go():
+        async with running_worker(s, select_stages(None, s)):
+            watched = {SCENES.full_name(s): Scene, LORA_OUTPUTS.full_name(s): LoraOutput}
+            watcher = Watcher(s, watched, [d.dlq_name(s) for d in (RAW_TEXT, TOKENS, SCENES)])
+            await watcher.start()
+            records = [raw_text(t, session_id="dec-1").model_copy(update={"force_register": r}) for t, r in texts]
+            await publish(s, records)
+            found = [await watcher.wait(r.message_id, LORA_OUTPUTS.full_name(s), timeout=240) for r in records]
+            await watcher.stop()
+            return records, found
+
+    records, found = asyncio.run(go())
+    for record, got in zip(records, found):
+        out = got["lora_output"]
+        assert out.message_id == record.message_id and out.session_id == "dec-1"
+        assert out.scene_id == got["scene"].scene_id and out.delta_code == got["scene"].delta_code
+        assert out.engine == "transformers" and out.completion_tokens > 0
+        assert {"queue", "first_token", "generate"} <= set(out.timings_ms)
+    first, second = (got["lora_output"] for got in found)
+    assert first.register == found[0]["scene"].register  # routed by the scene
+    assert second.register == "logician"  # forced
+    assert first.text.strip(), "the answer is empty"

@@ -1,0 +1,88 @@
+"""Prompting and engine selection (no model loaded)."""
+
+import pytest
+
+from scenestream.agents.decoder.engines import BASE, Generation, adapters_in, choose_engine_name, make_engine
+from scenestream.agents.decoder.prompt import build_prompt, clean_answer
+from scenestream.agents.decoder.transform import Decoder
+from scenestream.schemas.records import RegisterWeight, Scene, SceneField
+from scenestream.settings import Settings
+
+
+def scene(**kw):
+    base = dict(scene_id="sc1", message_id="m1", session_id="s1", text="Почему я не чувствую шаг в себе?", lang="ru",
+                hypertokens=[], linkage="дрожь·тишина·вход", delta_code="Δ41",
+                field=SceneField(valence=-0.2, arousal=0.5, tension=0.6, rhythm="measured"),
+                registers=[RegisterWeight(name="body", weight=0.6), RegisterWeight(name="philosopher", weight=0.4)],
+                register="body", ts_ms=0)
+    base.update(kw)
+    return Scene(**base)
+
+
+def test_prompt_carries_the_scene_in_the_texts_language():
+    prompt = build_prompt(scene())
+    assert "register=body" in prompt and "Δ41" in prompt and "linkage=дрожь·тишина·вход" in prompt
+    assert "valence=-0.20" in prompt and "rhythm=measured" in prompt
+    assert prompt.splitlines()[-2] == "Текст: Почему я не чувствую шаг в себе?"
+    assert prompt.endswith("Ответ:")
+    english = build_prompt(scene(lang="en", text="Why?"))
+    assert english.endswith("Text: Why?\nAnswer:")
+
+
+def test_prompt_names_echoes_and_a_forced_register():
+    prompt = build_prompt(scene(), "poet", echoes=[{"text": "тишина внутри", "answer": "дыши"}, {"text": "шаг"}])
+    assert "register=poet" in prompt
+    assert "Отзвук: тишина внутри → дыши" in prompt and "Отзвук: шаг" in prompt
+
+
+def test_clean_answer_stops_at_the_next_block():
+    assert clean_answer(" Дыши медленно.\nТекст: ещё") == "Дыши медленно."
+    assert clean_answer("Breathe.\n<scene register=body>") == "Breathe."
+    assert clean_answer("  plain  ") == "plain"
+
+
+class FakeEngine:
+    name = "fake"
+    model = "fake-model"
+    adapters = {"body": None}
+
+    def __init__(self):
+        self.requests = []
+
+    def generate(self, requests):
+        self.requests += requests
+        return [Generation(text=f" answer for {r.adapter}\nText: more", adapter=r.adapter if r.adapter in self.adapters
+                           else BASE, prompt_tokens=10, completion_tokens=5, first_token_ms=1.0, total_ms=2.0)
+                for r in requests]
+
+
+def test_decoder_builds_outputs_in_order_and_honours_a_forced_register():
+    engine = FakeEngine()
+    outs = Decoder(engine).decode([scene(), scene(message_id="m2", force_register="poet")])
+    assert [o.message_id for o in outs] == ["m1", "m2"]
+    assert outs[0].text == "answer for body" and outs[0].adapter == "body" and outs[0].symbol == "🫁"
+    assert outs[1].register == "poet" and outs[1].adapter == BASE
+    assert outs[0].engine == "fake" and outs[0].delta_code == "Δ41"
+    assert {"queue", "first_token", "generate"} <= set(outs[0].timings_ms)
+
+
+def test_engine_selection(monkeypatch):
+    import scenestream.agents.decoder.engines as engines
+
+    monkeypatch.setattr(engines, "vllm_available", lambda: False)
+    assert choose_engine_name(Settings()) == "transformers"
+    monkeypatch.setattr(engines, "vllm_available", lambda: True)
+    assert choose_engine_name(Settings()) == "vllm"
+    assert choose_engine_name(Settings(engine="openai")) == "openai"
+    with pytest.raises(RuntimeError, match="SCENESTREAM_OPENAI_BASE_URL"):
+        make_engine(Settings(engine="openai"))
+    with pytest.raises(ValueError):
+        make_engine(Settings(), name="nope")
+
+
+def test_adapters_are_found_per_register(tmp_path):
+    (tmp_path / "poet").mkdir()
+    (tmp_path / "poet" / "adapter_config.json").write_text("{}")
+    (tmp_path / "unknown").mkdir()
+    (tmp_path / "unknown" / "adapter_config.json").write_text("{}")
+    assert list(adapters_in(tmp_path)) == ["poet"]
