@@ -129,3 +129,70 @@ def run_quality(per_register: int = 40, progress: bool = True) -> dict:
         report["per_register"][register] = {"adapter": fidelity[register], "base": fidelity[BASE]}
     report["targets"] = {"style_fidelity_min": 0.9}
     return report
+
+
+def run_e2e_bench(rates: tuple[float, ...] = (1.0, 4.0), seconds: float = 20.0, progress: bool = True) -> dict:
+    """p50/p99 from publishing to raw-text to the first token and to the full answer, embedded stack."""
+    import asyncio
+
+    from scenestream.broker import broker_for
+    from scenestream.client import Watcher, publish, raw_text
+    from scenestream.runtime import running_worker, select_stages
+    from scenestream.topics import LORA_OUTPUTS, RAW_TEXT, SCENES, TOKENS
+
+    texts = [row["text"] for r in REGISTERS for row in __import__(
+        "scenestream.agents.decoder.train", fromlist=["load_examples"]).load_examples(r, "test")]
+
+    def pct(values, q):
+        values = sorted(values)
+        return round(values[min(len(values) - 1, int(q * len(values)))], 1)
+
+    async def one_rate(s, rate: float) -> dict:
+        n = max(1, int(rate * seconds))
+        watcher = Watcher(s, {LORA_OUTPUTS.full_name(s): LORA_OUTPUTS.schema},
+                          [d.dlq_name(s) for d in (RAW_TEXT, TOKENS, SCENES)])
+        await watcher.start()
+        sent: dict[str, float] = {}
+        records = [raw_text(texts[i % len(texts)], session_id=f"e2e-{i % 8}") for i in range(n)]
+
+        async def producer():
+            start = time.time()
+            for i, record in enumerate(records):
+                delay = start + i / rate - time.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                sent[record.message_id] = time.time()
+                await publish(s, [record.model_copy(update={"ts_ms": int(sent[record.message_id] * 1000)})])
+
+        task = asyncio.create_task(producer())
+        first, full = [], []
+        for record in records:
+            got = await watcher.wait(record.message_id, LORA_OUTPUTS.full_name(s), timeout=600)
+            out = got["lora_output"]
+            arrived = time.time()
+            full.append((arrived - sent[record.message_id]) * 1000)
+            first.append(out.timings_ms.get("queue", 0) + out.timings_ms.get("first_token", 0))
+        await task
+        await watcher.stop()
+        return {"rate_rps": rate, "requests": n, "first_token_p50_ms": pct(first, 0.5),
+                "first_token_p99_ms": pct(first, 0.99), "answer_p50_ms": pct(full, 0.5),
+                "answer_p99_ms": pct(full, 0.99)}
+
+    async def main(s) -> dict:
+        results = []
+        async with running_worker(s, select_stages(None, s)):
+            for rate in rates:
+                if progress:
+                    print(f"e2e bench: {rate} req/s for {seconds:.0f}s …", file=sys.stderr, flush=True)
+                results.append(await one_rate(s, rate))
+        return results
+
+    settings = get_settings()
+    with broker_for(settings) as s:
+        import uuid
+
+        s = s.model_copy(update={"topic_prefix": f"e2e-{uuid.uuid4().hex[:6]}-"})
+        from scenestream.agents.decoder.engines import choose_engine_name
+
+        return {"benchmark": "e2e", "engine": choose_engine_name(s), "max_new_tokens": s.max_new_tokens,
+                "runs": asyncio.run(main(s))}

@@ -115,6 +115,12 @@ class StageRunner:
             await self.producer.stop()
             self.producer = None
 
+    def close(self) -> None:
+        """Release what the handler holds (an archive, an engine) when its worker stops."""
+        close = getattr(self.handler, "close", None)
+        if close is not None:
+            close()
+
     def plan(self, events: Sequence[Any]) -> list[tuple[str, bytes | None, bytes]]:
         """What to send for these events: (topic, key, value) in input order."""
         records: list[Record] = []

@@ -254,7 +254,7 @@ def train(
     lr: float = typer.Option(3e-4, help="Peak learning rate."),
     rank: int = typer.Option(8, help="LoRA rank."),
     qlora: bool = typer.Option(False, help="4-bit base model (bitsandbytes; needs a CUDA GPU)."),
-    resume: bool = typer.Option(False, help="Continue from OUT/checkpoint."),
+    resume: bool = typer.Option(False, help="Continue from OUT/.checkpoints/REGISTER."),
     save_every: int = typer.Option(50, help="Checkpoint every N steps."),
     limit: Optional[int] = typer.Option(None, help="Only the first N examples (a smoke run)."),
     out: Optional[Path] = typer.Option(None, help="Output folder (default: the shipped adapters folder)."),
@@ -298,6 +298,95 @@ def scene(
     run_lines(sys.stdin, sys.stdout, s)
 
 
+def _reachable_broker():
+    """Settings of a configured cluster or a running local stack, or None."""
+    from scenestream.broker import running_stack
+
+    s = get_settings()
+    if s.broker:
+        return s
+    state = running_stack(s)
+    return s.model_copy(update={"broker": state["url"], "topic_prefix": state.get("prefix", "")}) if state else None
+
+
+@app.command()
+def trace(
+    message_id: str = typer.Argument(..., help="The message id that ask / ingest printed."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Audit one message: raw text, tokens, scene, resonance and echoes, the answer, memory events, timings."""
+    from scenestream.audit import trace as run_trace
+    from scenestream.schemas.codec import to_json
+
+    try:
+        result = run_trace(message_id, get_settings(), _reachable_broker())
+    except LookupError as exc:
+        _fail(str(exc))
+    if as_json:
+        typer.echo(to_json(result))
+        return
+    archived = result["archive"]
+    typer.echo(f"message {message_id}")
+    if archived:
+        typer.echo(f"  scene {archived['scene_id']} {archived['delta_code']} {archived['register']} "
+                   f"session {archived['session_id']}: {archived['text']}")
+        typer.echo(f"  linkage {archived['linkage']}  resonance {archived.get('resonance', 0)}")
+        if archived.get("answer"):
+            typer.echo(f"  answer ({archived.get('answer_adapter')}): {archived['answer']}")
+    for topic, entries in result["topics"].items():
+        for entry in entries:
+            record = entry["record"]
+            summary = getattr(record, "event", None) or getattr(record, "stage", None) or getattr(record, "reason", "")
+            typer.echo(f"  {topic}[{entry['partition']}]@{entry['offset']}  {type(record).__name__} {summary}")
+    typer.echo("  timings ms: " + ", ".join(f"{k} {v:.1f}" for k, v in result["timings_ms"].items()))
+
+
+@app.command()
+def history(
+    session: str = typer.Option(..., "--session", "-s", help="Session id."),
+    since: Optional[int] = typer.Option(None, help="Only scenes at or after this time (ms since the epoch)."),
+    as_json: bool = typer.Option(False, "--json", help="JSON lines."),
+) -> None:
+    """A session's archived scenes in order."""
+    from scenestream.audit import history as run_history
+
+    rows = run_history(session, get_settings(), since)
+    for row in rows:
+        if as_json:
+            typer.echo(json.dumps(row, ensure_ascii=False))
+        else:
+            typer.echo(f"{row['ts_ms']} {row['message_id']} {row['delta_code']:>4} {row['register']:11} "
+                       f"res {row.get('resonance', 0):.2f}  {row['text'][:60]}  →  {(row.get('answer') or '')[:60]}")
+    if not rows:
+        typer.echo(f"no archived scenes for session {session}", err=True)
+
+
+@app.command()
+def replay(
+    session: str = typer.Option(..., "--session", "-s", help="Session id."),
+    register: Optional[str] = typer.Option(None, help="Answer every scene with this register's adapter."),
+    engine: Optional[str] = typer.Option(None, help="vllm, openai or transformers (default: SCENESTREAM_ENGINE)."),
+    since: Optional[int] = typer.Option(None, help="Only scenes at or after this time (ms since the epoch)."),
+    as_json: bool = typer.Option(False, "--json", help="JSON lines."),
+) -> None:
+    """Re-run a session's archived scenes through the decoder; old and new answers side by side."""
+    from scenestream.audit import replay as run_replay
+    from scenestream.schemas.codec import to_json
+
+    try:
+        rows = run_replay(session, get_settings(), register, engine, since)
+    except LookupError as exc:
+        _fail(str(exc))
+    for row in rows:
+        if as_json:
+            typer.echo(to_json(row))
+        else:
+            new = row["new"]
+            typer.echo(f"— {row['message_id']}: {row['text']}")
+            typer.echo(f"  old [{row['old']['register']}]: {row['old']['text']}")
+            typer.echo(f"  new [{new.register}/{new.adapter}]: {new.text}")
+
+
 @bench_app.command("transport")
 def bench_transport(
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
@@ -324,6 +413,42 @@ def bench_scene(
 
     report = run_bench([e.strip() for e in embedders.split(",") if e.strip()], repeats, progress=not as_json)
     typer.echo(json.dumps(report, indent=2, ensure_ascii=False) if as_json else format_report(report))
+
+
+@bench_app.command("decoder")
+def bench_decoder(
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+    scenes: int = typer.Option(64, help="Held-out scenes, spread over the four registers."),
+    batch: int = typer.Option(16, help="Batch size of the batched transformers run."),
+    single_limit: Optional[int] = typer.Option(None, help="Time (a) on the first N scenes only."),
+) -> None:
+    """(a) transformers+PEFT one at a time, (b) batched, (c) vLLM multi-LoRA: tokens/s, TTFT, ratios."""
+    from scenestream.ops.bench_decoder import run_decoder_bench
+
+    report = run_decoder_bench(scenes, batch, progress=not as_json, single_limit=single_limit)
+    typer.echo(json.dumps(report, indent=2, ensure_ascii=False))
+
+
+@bench_app.command("quality")
+def bench_quality(
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+    per_register: int = typer.Option(40, help="Held-out prompts per register."),
+) -> None:
+    """Style fidelity of each adapter's answers (by the scene router) against the base model."""
+    from scenestream.ops.bench_decoder import run_quality
+
+    typer.echo(json.dumps(run_quality(per_register, progress=not as_json), indent=2, ensure_ascii=False))
+
+
+@bench_app.command("e2e")
+def bench_e2e(
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+    seconds: float = typer.Option(20.0, help="Length of each offered-rate run."),
+) -> None:
+    """p50/p99 from publishing to the first token and to the full answer at 1 and 4 requests/s."""
+    from scenestream.ops.bench_decoder import run_e2e_bench
+
+    typer.echo(json.dumps(run_e2e_bench((1.0, 4.0), seconds, progress=not as_json), indent=2))
 
 
 def main() -> None:

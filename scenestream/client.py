@@ -136,7 +136,7 @@ class Watcher:
         mid = getattr(item, "message_id", None)
         if mid is not None:
             key = "dead_letter" if isinstance(item, DeadLetter) else record.topic
-            self.seen.setdefault(mid, {}).setdefault(key, item)
+            self.seen.setdefault(mid, {})[key] = item  # the latest wins: a resonated scene after the formed one
 
     async def wait(self, message_id: str, until: str, timeout: float) -> dict[str, Record]:
         """Records for ``message_id`` by kind, once one arrived on topic ``until``; a dead letter raises."""

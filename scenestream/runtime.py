@@ -19,26 +19,33 @@ from scenestream.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def stage_specs(settings: Settings | None = None) -> dict[str, StageSpec]:
-    """Every stage scenestream has, in pipeline order (imported lazily)."""
+def stage_groups(settings: Settings | None = None) -> dict[str, list[StageSpec]]:
+    """Every stage scenestream has, in pipeline order, by the name ``--stages`` takes (imported lazily)."""
     from scenestream.agents.decoder.agent import stage as decoder
     from scenestream.agents.scene.agent import STAGE as scene
     from scenestream.agents.tokenizer.agent import STAGE as tokenizer
     from scenestream.settings import get_settings
 
-    return {spec.name: spec for spec in (tokenizer, scene, decoder(settings or get_settings()))}
+    settings = settings or get_settings()
+    groups = {"tokenizer": [tokenizer], "scene": [scene]}
+    if settings.memory:
+        from scenestream.agents.memory.agent import LINK, REMEMBER
+
+        groups["memory"] = [REMEMBER, LINK]
+    groups["decoder"] = [decoder(settings)]
+    return groups
 
 
 def select_stages(names: Iterable[str] | None, settings: Settings | None = None) -> list[StageSpec]:
-    specs = stage_specs(settings)
+    groups = stage_groups(settings)
     if not names:
-        return list(specs.values())
+        return [spec for specs in groups.values() for spec in specs]
     chosen = []
     for name in names:
         name = name.strip()
-        if name not in specs:
-            raise ValueError(f"unknown stage {name!r}; stages: {', '.join(specs)}")
-        chosen.append(specs[name])
+        if name not in groups:
+            raise ValueError(f"unknown stage {name!r}; stages: {', '.join(groups)}")
+        chosen += groups[name]
     return chosen
 
 
@@ -76,6 +83,8 @@ async def running_worker(settings: Settings, stages: Iterable[StageSpec]) -> Asy
         yield app, runners
     finally:
         await app.stop()
+        for runner in runners:
+            runner.close()
 
 
 def run_worker(settings: Settings, stages: list[StageSpec]) -> None:
@@ -85,6 +94,10 @@ def run_worker(settings: Settings, stages: list[StageSpec]) -> None:
     from scenestream.topics import create_topics
 
     asyncio.run(create_topics(settings))
-    app, _runners = build_app(settings, stages)
+    app, runners = build_app(settings, stages)
     worker = faust.Worker(app, loglevel=settings.log_level, override_logging=False, quiet=True)
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    finally:
+        for runner in runners:
+            runner.close()

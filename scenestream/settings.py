@@ -112,8 +112,14 @@ class Settings(BaseSettings):
     )
     max_new_tokens: int = Field(80, ge=1, description="Longest answer in tokens.")
     temperature: float = Field(0.0, ge=0.0, description="Sampling temperature (0: greedy, reproducible).")
+    repetition_penalty: float = Field(
+        1.3, ge=1.0, description="Penalty on tokens already generated (a 270M model loops without it)."
+    )
     memory: bool = Field(
-        False, description="Memory stage on: the decoder then answers resonated scenes instead of formed ones."
+        True, description="Memory stage on: the decoder answers resonated scenes (off: formed ones, directly)."
+    )
+    memory_scope: Literal["session", "tenant"] = Field(
+        "session", description="Recall past scenes of the same session, or of the whole tenant (never across tenants)."
     )
     qdrant_url: Optional[str] = Field(
         None, description="Qdrant server for the memory stage. Unset: the embedded Qdrant Edge on disk."

@@ -162,6 +162,7 @@ class TransformersEngine:
         with torch.inference_mode():
             out = self.net.generate(input_ids=ids, attention_mask=mask, max_new_tokens=self.settings.max_new_tokens,
                                     pad_token_id=pad, stopping_criteria=StoppingCriteriaList([first]),
+                                    repetition_penalty=self.settings.repetition_penalty,
                                     **sampling, **kwargs)
         done = time.perf_counter()
         results = []
@@ -204,6 +205,7 @@ class OpenAIEngine:
         stream = self.client.completions.create(model=model, prompt=request.prompt, stream=True,
                                                 max_tokens=self.settings.max_new_tokens,
                                                 temperature=self.settings.temperature,
+                                                extra_body={"repetition_penalty": self.settings.repetition_penalty},
                                                 stream_options={"include_usage": True})
         for chunk in stream:
             if chunk.choices and chunk.choices[0].text:
@@ -252,7 +254,8 @@ class VLLMEngine:
         from scenestream.agents.decoder.base_model import encode_prompt
 
         started = time.perf_counter()
-        params = SamplingParams(max_tokens=self.settings.max_new_tokens, temperature=self.settings.temperature)
+        params = SamplingParams(max_tokens=self.settings.max_new_tokens, temperature=self.settings.temperature,
+                                repetition_penalty=self.settings.repetition_penalty)
         prompts = [TokensPrompt(prompt_token_ids=encode_prompt(self.tokenizer, r.prompt)) for r in requests]
         ids = {name: i + 1 for i, name in enumerate(sorted(self.adapters))}
         loras = [LoRARequest(r.adapter, ids[r.adapter], str(self.adapters[r.adapter]))

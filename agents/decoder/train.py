@@ -11,8 +11,8 @@ runs on the text, the register is the adapter's) and the prompt of
 never trained on: the held-out loss at the end is computed on it, for the
 adapter and for the base model without it.
 
-Checkpoints (adapter, optimizer, step) go to ``<out>/checkpoint`` every
-``--save-every`` steps; ``--resume`` continues from there. The adapter is
+Checkpoints (adapter, optimizer, step) go to ``<out>/.checkpoints/<register>``
+every ``--save-every`` steps; ``--resume`` continues from there. The adapter is
 saved as bf16 safetensors.
 """
 
@@ -143,7 +143,7 @@ def train(cfg: TrainConfig, base_model: Path, progress: bool = True) -> dict:
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model)
-    checkpoint = cfg.out / "checkpoint"
+    checkpoint = cfg.out / ".checkpoints" / cfg.register
     if cfg.resume and (checkpoint / "adapter_config.json").exists():
         model = PeftModel.from_pretrained(model, checkpoint, is_trainable=True)
     else:

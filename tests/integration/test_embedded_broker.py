@@ -67,7 +67,7 @@ def _start_cli(args, tmp_path):
     return proc, brokers[0], state
 
 
-@pytest.mark.parametrize("args", [["broker"], ["run"]])
+@pytest.mark.parametrize("args", [["broker"], ["run", "--stages", "tokenizer,scene"]])
 def test_ctrl_c_leaves_no_broker_behind(tmp_path, args):
     proc, tansu, state = _start_cli(args, tmp_path)
     time.sleep(1)

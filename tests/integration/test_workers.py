@@ -73,9 +73,9 @@ def test_two_workers_of_one_stage_share_its_partitions(settings_factory, workers
 
 def test_run_then_ingest_and_tail_from_the_command_line(settings_factory, workers):
     s = settings_factory()
-    env = env_for(s)
+    env = env_for(s, SCENESTREAM_ENGINE="transformers", SCENESTREAM_MAX_NEW_TOKENS="8")
     workers.append(subprocess.Popen(CLI + ["run"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
-    time.sleep(6)
+    time.sleep(15)  # the decoder loads its model before the worker joins
     out = subprocess.run(CLI + ["ingest", "--session", "cli-1"], input="тишина и дрожь\n\n{\"text\": \"the sea\"}\n",
                          env=env, capture_output=True, text=True, timeout=60, check=True)
     ids = [json.loads(line)["message_id"] for line in out.stdout.splitlines()]
@@ -96,7 +96,12 @@ def test_run_then_ingest_and_tail_from_the_command_line(settings_factory, worker
 
 
 def test_ask_starts_the_embedded_stack_when_none_runs(tmp_path):
-    env = dict(os.environ)
+    from scenestream.agents.decoder.base_model import provision
+    from scenestream.settings import Settings
+
+    provision(Settings(), progress=False)
+    env = dict(os.environ, SCENESTREAM_ENGINE="transformers", SCENESTREAM_MAX_NEW_TOKENS="16",
+               SCENESTREAM_BASE_MODEL=str(Settings().data_dir / "models" / "gemma-3-270m"))
     env.pop("SCENESTREAM_BROKER", None)
     env["SCENESTREAM_DATA_DIR"] = str(tmp_path)
     out = subprocess.run(CLI + ["ask", "--json", "Почему я не чувствую шаг в себе?"], env=env, capture_output=True,
@@ -107,11 +112,17 @@ def test_ask_starts_the_embedded_stack_when_none_runs(tmp_path):
     scene = result["scene"]
     assert {"чувствую", "шаг"} <= {h["text"] for h in scene["hypertokens"]}
     assert {r["name"] for r in scene["registers"][:2]} == {"body", "philosopher"}
-    assert scene["delta_code"].startswith("Δ") and scene["stage"] == "formed"
+    assert scene["delta_code"].startswith("Δ") and scene["stage"] == "resonated"
+    output = result["output"]
+    assert output["message_id"] == result["message_id"] and output["scene_id"] == scene["scene_id"]
+    assert output["engine"] == "transformers" and output["completion_tokens"] > 0
 
 
 def test_ask_reports_a_refused_message_clearly(tmp_path):
-    env = dict(os.environ, SCENESTREAM_DATA_DIR=str(tmp_path))
+    from scenestream.settings import Settings
+
+    env = dict(os.environ, SCENESTREAM_DATA_DIR=str(tmp_path), SCENESTREAM_ENGINE="transformers",
+               SCENESTREAM_BASE_MODEL=str(Settings().data_dir / "models" / "gemma-3-270m"))
     env.pop("SCENESTREAM_BROKER", None)
     out = subprocess.run(CLI + ["ask", "   "], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 1

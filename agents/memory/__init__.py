@@ -1,0 +1,1 @@
+"""The memory stage: the scene archive and recall of past scenes."""

@@ -1,0 +1,110 @@
+"""Audit and replay of scene histories.
+
+    scenestream trace MESSAGE_ID [--json]     # everything that happened to one message
+    scenestream history --session S           # a session's scenes, in order
+    scenestream replay --session S [--register R] [--engine E] [--since T]
+
+The archive (Qdrant Edge under the data directory, or SCENESTREAM_QDRANT_URL)
+holds each scene with its resonance, echoes and answer; the topics, while
+they still hold them, add the raw text, tokens, memory events and dead
+letters. Replays run the archived scenes through the decoder again, in their
+original order; their outputs carry ``replay_of`` and the archive is never
+written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Optional
+
+from scenestream.schemas.codec import SchemaError, decode
+from scenestream.schemas.records import DeadLetter, LoraOutput, Scene
+from scenestream.settings import Settings
+
+
+def open_settings_archive(settings: Settings):
+    from scenestream.agents.memory.archive import open_archive
+
+    return open_archive(settings.data_dir, settings.qdrant_url)
+
+
+def archived_scene(archive, message_id: str, settings: Settings) -> Optional[dict]:
+    from scenestream.agents.scene.transform import SceneModel, scene_id_for
+
+    return archive.get(scene_id_for(message_id, SceneModel.load(settings.scene_embedder).version))
+
+
+async def from_topics(settings: Settings, message_id: str) -> dict[str, list]:
+    """Every record of ``message_id`` still on the pipeline topics and their DLQs."""
+    from scenestream.client import read_topic
+    from scenestream.topics import PIPELINE
+
+    found: dict[str, list] = {}
+    for decl in PIPELINE:
+        for name, schema in ((decl.full_name(settings), decl.schema), (decl.dlq_name(settings), DeadLetter)):
+            try:
+                async for record in read_topic(settings, name, idle_timeout=0.5):
+                    try:
+                        item = decode(record.value, schema)
+                    except SchemaError:
+                        continue
+                    if getattr(item, "message_id", None) == message_id:
+                        found.setdefault(name, []).append(
+                            {"offset": record.offset, "partition": record.partition,
+                             "timestamp_ms": record.timestamp, "record": item})
+            except KeyError:
+                continue  # a topic that does not exist (yet)
+    return found
+
+
+def trace(message_id: str, settings: Settings, broker: Optional[Settings]) -> dict:
+    result: dict = {"message_id": message_id, "archive": None, "topics": {}}
+    archive = open_settings_archive(settings)
+    try:
+        result["archive"] = archived_scene(archive, message_id, settings)
+    finally:
+        archive.close()
+    if broker is not None:
+        result["topics"] = asyncio.run(from_topics(broker, message_id))
+    timings: dict = {}
+    for entries in result["topics"].values():
+        for entry in entries:
+            timings.update(getattr(entry["record"], "timings_ms", {}) or {})
+    if result["archive"]:
+        timings.update(result["archive"].get("timings_ms", {}))
+        timings.update({f"answer.{k}": v for k, v in (result["archive"].get("answer_timings_ms") or {}).items()})
+    result["timings_ms"] = timings
+    if result["archive"] is None and not result["topics"]:
+        raise LookupError(f"message {message_id} is neither in the archive nor on the topics")
+    return result
+
+
+def history(session: str, settings: Settings, since_ms: Optional[int] = None) -> list[dict]:
+    archive = open_settings_archive(settings)
+    try:
+        return archive.history(session, since_ms=since_ms)
+    finally:
+        archive.close()
+
+
+def replay(session: str, settings: Settings, register: Optional[str] = None, engine: Optional[str] = None,
+           since_ms: Optional[int] = None) -> list[dict]:
+    """Old and new answers of a session's archived scenes, in order."""
+    from scenestream.agents.decoder.engines import make_engine
+    from scenestream.agents.decoder.transform import Decoder
+
+    rows = history(session, settings, since_ms)
+    if not rows:
+        raise LookupError(f"no archived scenes for session {session!r}")
+    scenes = []
+    for row in rows:
+        scene = Scene.model_validate(row)
+        scenes.append(scene.model_copy(update={"replay_of": scene.message_id,
+                                               "force_register": register or scene.force_register}))
+    decoder = Decoder(make_engine(settings, engine))
+    outputs: list[LoraOutput] = []
+    for i in range(0, len(scenes), 16):
+        outputs += decoder.decode(scenes[i : i + 16])
+    return [{"scene_id": row["scene_id"], "message_id": row["message_id"], "ts_ms": row["ts_ms"],
+             "text": row["text"], "old": {"register": row.get("answer_register"), "text": row.get("answer")},
+             "new": out} for row, out in zip(rows, outputs)]
