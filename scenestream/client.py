@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import AsyncIterator, Optional
+from typing import AsyncIterator, Callable, Optional
 
 from scenestream.schemas.codec import SchemaError, decode, encode, unpack
 from scenestream.schemas.records import RawText, Record, new_message_id
@@ -138,15 +138,17 @@ class Watcher:
             key = "dead_letter" if isinstance(item, DeadLetter) else record.topic
             self.seen.setdefault(mid, {})[key] = item  # the latest wins: a resonated scene after the formed one
 
-    async def wait(self, message_id: str, until: str, timeout: float) -> dict[str, Record]:
-        """Records for ``message_id`` by kind, once one arrived on topic ``until``; a dead letter raises."""
+    async def wait(self, message_id: str, until: str, timeout: float,
+                   accept: Optional[Callable[[Record], bool]] = None) -> dict[str, Record]:
+        """Records for ``message_id`` by kind, once one arrived on topic ``until`` (and ``accept`` likes it);
+        a dead letter raises."""
         deadline = time.monotonic() + timeout
         while True:
             got = self.seen.get(message_id, {})
             if "dead_letter" in got:
                 item = got["dead_letter"]
                 raise DeadLettered(f"{item.stage} refused the message ({item.error_type}): {item.reason}")
-            if until in got:
+            if until in got and (accept is None or accept(got[until])):
                 found = self.seen.pop(message_id)
                 return {self.topics[topic].kind: item for topic, item in found.items()}
             if time.monotonic() > deadline:

@@ -79,6 +79,10 @@ class Settings(BaseSettings):
         default_factory=_default_data_dir,
         description="Where scenestream keeps its state: broker address, archive, models.",
     )
+    models_dir: Path = Field(
+        default_factory=lambda: Path.home() / ".cache" / "scenestream" / "models",
+        description="Where `scenestream setup` keeps the prepared base model (a cache, shared by data dirs).",
+    )
     max_text_bytes: int = Field(
         16 * 1024, ge=1, description="Longest raw text accepted (UTF-8 bytes); longer goes to the DLQ."
     )

