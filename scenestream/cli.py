@@ -440,6 +440,18 @@ def bench_quality(
     typer.echo(json.dumps(run_quality(per_register, progress=not as_json), indent=2, ensure_ascii=False))
 
 
+@bench_app.command("memory")
+def bench_memory(
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+    sizes: str = typer.Option("10000,100000", help="Archive sizes to measure."),
+) -> None:
+    """Archive store/recall throughput and latency at 10k and 100k scenes; recall@5 of paraphrases."""
+    from scenestream.ops.bench_memory import run_bench
+
+    report = run_bench([int(x) for x in sizes.split(",") if x.strip()], progress=not as_json)
+    typer.echo(json.dumps(report, indent=2, ensure_ascii=False))
+
+
 @bench_app.command("e2e")
 def bench_e2e(
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
