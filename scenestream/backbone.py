@@ -65,6 +65,23 @@ def map_each(fn: Callable[[Record], list[Emit]], records: Sequence[Record]) -> l
     return results
 
 
+def batch_then_each(fn: Callable[[Sequence[Record]], list[list[Emit]]], records: Sequence[Record]) -> list[Result]:
+    """``fn`` on the whole batch (one engine call); if it raises, record by record, so that only
+    the record that broke the batch gets its exception (and goes to the DLQ)."""
+    try:
+        return fn(records)
+    except Exception as exc:
+        if len(records) == 1:
+            return [exc]
+    results: list[Result] = []
+    for record in records:
+        try:
+            results.append(fn([record])[0])
+        except Exception as exc:
+            results.append(exc)
+    return results
+
+
 def dead_letter(spec: StageSpec, event: Any, exc: BaseException, message_id: str | None = None) -> DeadLetter:
     message = event.message
     if isinstance(exc, SchemaError):

@@ -12,7 +12,7 @@ from typing import Sequence
 
 from scenestream.agents.decoder.engines import make_engine
 from scenestream.agents.decoder.transform import Decoder
-from scenestream.backbone import Result, StageSpec
+from scenestream.backbone import Result, StageSpec, batch_then_each
 from scenestream.schemas.records import Scene
 from scenestream.settings import Settings
 from scenestream.topics import LORA_OUTPUTS, SCENES
@@ -23,18 +23,7 @@ class DecodeScene:
         self.decoder = decoder
 
     def process(self, records: Sequence[Scene]) -> list[Result]:
-        try:
-            return [[(LORA_OUTPUTS, out)] for out in self.decoder.decode(records)]
-        except Exception:
-            if len(records) == 1:
-                raise
-        results: list[Result] = []
-        for record in records:  # isolate the record that broke the batch
-            try:
-                results.append([(LORA_OUTPUTS, self.decoder.decode([record])[0])])
-            except Exception as exc:
-                results.append(exc)
-        return results
+        return batch_then_each(lambda batch: [[(LORA_OUTPUTS, out)] for out in self.decoder.decode(batch)], records)
 
 
 def build(settings: Settings) -> DecodeScene:

@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 
 from scenestream.agents.memory.archive import open_archive
 from scenestream.agents.memory.transform import Memory
-from scenestream.backbone import Result, StageSpec, map_each
+from scenestream.backbone import Result, StageSpec, batch_then_each, map_each
 from scenestream.schemas.records import LoraOutput, Scene
 from scenestream.settings import Settings
 from scenestream.topics import LORA_OUTPUTS, MEMORY_EVENTS, SCENES
@@ -47,34 +47,24 @@ def release_memory() -> None:
 _open: list[Memory] = []
 
 
-class RememberScene:
+class _MemoryHandler:
     def __init__(self, memory: Memory) -> None:
         self.memory = memory
 
     def close(self) -> None:
         release_memory()
 
+
+class RememberScene(_MemoryHandler):
     def process(self, records: Sequence[Scene]) -> list[Result]:
-        try:
-            done = self.memory.remember(records)
-        except Exception:
-            if len(records) == 1:
-                raise
-            return map_each(lambda scene: self._one(scene), records)
-        return [[(SCENES, scene)] + [(MEMORY_EVENTS, e) for e in events] for scene, events in done]
+        def remember(batch: Sequence[Scene]):
+            return [[(SCENES, scene)] + [(MEMORY_EVENTS, e) for e in events]
+                    for scene, events in self.memory.remember(batch)]
 
-    def _one(self, scene: Scene):
-        resonated, events = self.memory.remember([scene])[0]
-        return [(SCENES, resonated)] + [(MEMORY_EVENTS, e) for e in events]
+        return batch_then_each(remember, records)
 
 
-class LinkAnswer:
-    def __init__(self, memory: Memory) -> None:
-        self.memory = memory
-
-    def close(self) -> None:
-        release_memory()
-
+class LinkAnswer(_MemoryHandler):
     def process(self, records: Sequence[LoraOutput]) -> list[Result]:
         return map_each(lambda out: [(MEMORY_EVENTS, e) for e in self.memory.link([out])], records)
 

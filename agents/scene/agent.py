@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from scenestream.agents.scene.transform import SceneBuilder
-from scenestream.backbone import Result, StageSpec
+from scenestream.backbone import Result, StageSpec, batch_then_each
 from scenestream.schemas.records import Tokens
 from scenestream.settings import Settings
 from scenestream.topics import SCENES, TOKENS
@@ -20,19 +20,7 @@ class BuildSceneFromTokens:
         self.builder = builder
 
     def process(self, records: Sequence[Tokens]) -> list[Result]:
-        try:
-            return [[(SCENES, scene)] for scene in self.builder.build(records)]
-        except Exception:
-            if len(records) == 1:
-                raise
-        # one record broke the batch: build one by one so only that one is dead-lettered
-        results: list[Result] = []
-        for record in records:
-            try:
-                results.append([(SCENES, self.builder.build([record])[0])])
-            except Exception as exc:
-                results.append(exc)
-        return results
+        return batch_then_each(lambda batch: [[(SCENES, scene)] for scene in self.builder.build(batch)], records)
 
 
 def build(settings: Settings) -> BuildSceneFromTokens:

@@ -87,3 +87,17 @@ def test_records_a_stage_does_not_accept_are_acked_without_output():
     runner = StageRunner(s, Settings(), FakeProducer())
     skipped = encode(RawText(message_id="m", session_id="s", text="x", source="replay"))
     assert runner.plan([event(skipped, 0)]) == []
+
+
+def test_batch_then_each_isolates_the_record_that_broke_the_batch():
+    from scenestream.backbone import batch_then_each
+
+    def build(batch):
+        if any(r == "bad" for r in batch):
+            raise ValueError("bad record in batch")
+        return [[("out", r.upper())] for r in batch]
+
+    results = batch_then_each(build, ["a", "bad", "c"])
+    assert results[0] == [("out", "A")] and results[2] == [("out", "C")]
+    assert isinstance(results[1], ValueError)
+    assert isinstance(batch_then_each(build, ["bad"])[0], ValueError)  # a lone bad record: its error, no raise
