@@ -59,11 +59,16 @@ async def from_topics(settings: Settings, message_id: str) -> dict[str, list]:
 
 def trace(message_id: str, settings: Settings, broker: Optional[Settings]) -> dict:
     result: dict = {"message_id": message_id, "archive": None, "topics": {}}
-    archive = open_settings_archive(settings)
     try:
-        result["archive"] = archived_scene(archive, message_id, settings)
-    finally:
-        archive.close()
+        archive = open_settings_archive(settings)
+    except ValueError as exc:  # Qdrant Edge is held by the running stack: say so, and read the topics
+        result["archive_error"] = f"{exc} (a running stack holds the embedded archive; stop it, or use a Qdrant " \
+                                  f"server with SCENESTREAM_QDRANT_URL)"
+    else:
+        try:
+            result["archive"] = archived_scene(archive, message_id, settings)
+        finally:
+            archive.close()
     if broker is not None:
         result["topics"] = asyncio.run(from_topics(broker, message_id))
     timings: dict = {}
@@ -75,7 +80,8 @@ def trace(message_id: str, settings: Settings, broker: Optional[Settings]) -> di
         timings.update({f"answer.{k}": v for k, v in (result["archive"].get("answer_timings_ms") or {}).items()})
     result["timings_ms"] = timings
     if result["archive"] is None and not result["topics"]:
-        raise LookupError(f"message {message_id} is neither in the archive nor on the topics")
+        raise LookupError(result.get("archive_error") or f"message {message_id} is neither in the archive nor on "
+                                                          f"the topics")
     return result
 
 

@@ -327,6 +327,8 @@ def trace(
         return
     archived = result["archive"]
     typer.echo(f"message {message_id}")
+    if "archive_error" in result:
+        typer.secho(f"  archive not read: {result['archive_error']}", err=True, fg=typer.colors.YELLOW)
     if archived:
         typer.echo(f"  scene {archived['scene_id']} {archived['delta_code']} {archived['register']} "
                    f"session {archived['session_id']}: {archived['text']}")
@@ -350,7 +352,10 @@ def history(
     """A session's archived scenes in order."""
     from scenestream.audit import history as run_history
 
-    rows = run_history(session, get_settings(), since)
+    try:
+        rows = run_history(session, get_settings(), since)
+    except ValueError as exc:
+        _fail(f"{exc} (a running stack holds the embedded archive: stop it, or use SCENESTREAM_QDRANT_URL)")
     for row in rows:
         if as_json:
             typer.echo(json.dumps(row, ensure_ascii=False))
@@ -377,6 +382,8 @@ def replay(
         rows = run_replay(session, get_settings(), register, engine, since)
     except LookupError as exc:
         _fail(str(exc))
+    except ValueError as exc:
+        _fail(f"{exc} (a running stack holds the embedded archive: stop it, or use SCENESTREAM_QDRANT_URL)")
     for row in rows:
         if as_json:
             typer.echo(to_json(row))
