@@ -50,9 +50,10 @@ def _run(engine, requests, batch: int) -> dict:
         generations += engine.generate(requests[i : i + batch])
     wall = time.perf_counter() - started
     tokens = sum(g.completion_tokens for g in generations)
+    firsts = [g.first_token_ms for g in generations if g.first_token_ms is not None]
     return {"requests": len(requests), "batch": batch, "generated_tokens": tokens,
             "wall_s": round(wall, 2), "tokens_per_s": round(tokens / wall, 1),
-            "ttft_p50_ms": round(statistics.median(g.first_token_ms for g in generations), 1)}
+            "ttft_p50_ms": round(statistics.median(firsts), 1) if firsts else None}
 
 
 def run_decoder_bench(n: int = 64, batch: int = 16, include_vllm: bool = True, progress: bool = True,
@@ -171,11 +172,13 @@ def run_e2e_bench(rates: tuple[float, ...] = (1.0, 4.0), seconds: float = 20.0, 
             out = got["lora_output"]
             arrived = time.time()
             full.append((arrived - sent[record.message_id]) * 1000)
-            first.append(out.timings_ms.get("queue", 0) + out.timings_ms.get("first_token", 0))
+            if "first_token" in out.timings_ms:
+                first.append(out.timings_ms["queue"] + out.timings_ms["first_token"])
         await task
         await watcher.stop()
-        return {"rate_rps": rate, "requests": n, "first_token_p50_ms": pct(first, 0.5),
-                "first_token_p99_ms": pct(first, 0.99), "answer_p50_ms": pct(full, 0.5),
+        return {"rate_rps": rate, "requests": n,
+                "first_token_p50_ms": pct(first, 0.5) if first else None,
+                "first_token_p99_ms": pct(first, 0.99) if first else None, "answer_p50_ms": pct(full, 0.5),
                 "answer_p99_ms": pct(full, 0.99)}
 
     async def main(s) -> dict:

@@ -84,7 +84,9 @@ def render(result: dict) -> str:
         ]
     output = result.get("output")
     if output is not None:
+        first = output.timings_ms.get("first_token")
+        first_text = f", first token {first:.0f} ms" if first is not None else ""
         lines += ["", f"{output.symbol or ''} {output.register} ({output.adapter} adapter, {output.engine}, "
-                      f"{output.completion_tokens} tokens, first token {output.timings_ms.get('first_token', 0):.0f} ms):",
+                      f"{output.completion_tokens} tokens{first_text}):",
                   output.text]
     return "\n".join(lines)

@@ -111,6 +111,7 @@ class Settings(BaseSettings):
         None, description="OpenAI-compatible server for SCENESTREAM_ENGINE=openai, e.g. http://vllm:8000/v1."
     )
     openai_api_key: str = Field("EMPTY", description="API key for the OpenAI-compatible server.")
+    max_lora_rank: int = Field(8, ge=1, description="Largest LoRA rank vLLM makes room for (the shipped adapters: 8).")
     vllm_memory_fraction: float = Field(
         0.25, gt=0, le=1, description="Share of memory vLLM reserves for its KV cache (CPU: of RAM)."
     )

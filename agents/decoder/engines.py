@@ -38,7 +38,7 @@ class Generation:
     adapter: str
     prompt_tokens: int
     completion_tokens: int
-    first_token_ms: float
+    first_token_ms: Optional[float]  # None where the engine does not report it
     total_ms: float
 
 
@@ -234,6 +234,9 @@ class VLLMEngine:
     name = "vllm"
 
     def __init__(self, settings: Settings) -> None:
+        import os
+
+        os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")  # vLLM's own handler writes to stdout
         from vllm import LLM
 
         from scenestream.agents.decoder.base_model import base_model_path
@@ -243,7 +246,7 @@ class VLLMEngine:
         self.model = str(path.name if not settings.base_model else settings.base_model)
         self.adapters = adapters_in(adapters_dir(settings))
         self.llm = LLM(model=str(path), enable_lora=bool(self.adapters), max_loras=max(1, len(self.adapters)),
-                       max_lora_rank=16, dtype="bfloat16", max_model_len=1024, seed=0,
+                       max_lora_rank=settings.max_lora_rank, dtype="bfloat16", max_model_len=1024, seed=0,
                        gpu_memory_utilization=settings.vllm_memory_fraction)
         self.tokenizer = self.llm.get_tokenizer()
 
@@ -267,10 +270,10 @@ class VLLMEngine:
             metrics = getattr(out, "metrics", None)
             first = getattr(metrics, "first_token_time", None) if metrics else None
             arrival = getattr(metrics, "arrival_time", None) if metrics else None
-            first_ms = (first - arrival) * 1000 if first and arrival else (done - started) * 1000
+            first_ms = round((first - arrival) * 1000, 2) if first and arrival else None
             results.append(Generation(text=out.outputs[0].text,
                                       adapter=request.adapter if request.adapter in self.adapters else BASE,
                                       prompt_tokens=len(prompt["prompt_token_ids"]),
                                       completion_tokens=len(out.outputs[0].token_ids),
-                                      first_token_ms=round(first_ms, 2), total_ms=round((done - started) * 1000, 2)))
+                                      first_token_ms=first_ms, total_ms=round((done - started) * 1000, 2)))
         return results

@@ -56,7 +56,7 @@ class Decoder:
                 completion_tokens=gen.completion_tokens,
                 timings_ms={**scene.timings_ms,
                             "queue": float(max(0, started_ms - scene.ts_ms)),
-                            "first_token": gen.first_token_ms,
+                            **({"first_token": gen.first_token_ms} if gen.first_token_ms is not None else {}),
                             "generate": gen.total_ms,
                             "decode": round((time.perf_counter() - started) * 1000, 2)},
                 replay_of=scene.replay_of,
