@@ -82,6 +82,10 @@ def render(result: dict) -> str:
             f"field:       valence {f.valence:+.2f}  arousal {f.arousal:.2f}  tension {f.tension:.2f}  rhythm {f.rhythm}",
             f"registers:   {registers}  → {scene.register}",
         ]
+        if scene.stage == "resonated":
+            echoes = ", ".join(f"{e.get('scene_id', '?')[:8]} ({e.get('score', 0):.2f})" for e in scene.echoes)
+            lines.append(f"resonance:   {scene.resonance:.2f}" + (f"  echoes: {echoes}" if echoes else "")
+                         + (f"  symbol {scene.symbol}" if scene.symbol else ""))
     output = result.get("output")
     if output is not None:
         first = output.timings_ms.get("first_token")
