@@ -15,6 +15,7 @@ from scenestream.broker import EmbeddedBroker, running_stack
 from scenestream.client import Watcher, publish, raw_text
 from scenestream.runtime import running_worker, select_stages
 from scenestream.settings import Settings, get_settings
+from scenestream.topics import MEMORY_EVENTS
 
 
 @contextlib.asynccontextmanager
@@ -51,6 +52,10 @@ async def ask_once(text: str, session: Optional[str] = None, timeout: float = 12
             sent = time.perf_counter()
             await publish(s, [record])
             found = await watcher.wait(record.message_id, final.full_name(s), timeout)
+            if mode == "embedded" and s.memory:
+                # this stack stops with the call: let memory link the answer to its scene first
+                found.update(await watcher.wait(record.message_id, MEMORY_EVENTS.full_name(s), 60,
+                                                accept=lambda event: event.event == "linked"))
         finally:
             await watcher.stop()
         done = time.perf_counter()

@@ -53,8 +53,6 @@ class Memory:
             recalled = [r for r in self.archive.recall(vector, scene.session_id, scene.tenant, self.recall_limit,
                                                         scope=self.scope, exclude_scene_id=scene.scene_id)
                         if r.score >= self.floor]
-            if scene.replay_of is None:
-                self.archive.store([scene], vector[None, :])
             resonance = resonance_of([r.score for r in recalled], self.floor)
             echoes = [{"scene_id": r.scene_id, "score": round(r.score, 4), "text": r.payload.get("text", ""),
                        "answer": r.payload.get("answer"), "delta_code": r.payload.get("delta_code")}
@@ -64,6 +62,8 @@ class Memory:
                                                  "echoes": [{k: v for k, v in e.items() if v is not None}
                                                             for e in echoes],
                                                  "symbol": symbol})
+            if scene.replay_of is None:  # the archive keeps the scene as memory saw it: resonance, echoes
+                self.archive.store([resonated], vector[None, :])
             events = [MemoryEvent(message_id=scene.message_id, session_id=scene.session_id, scene_id=scene.scene_id,
                                   tenant=scene.tenant, event="recalled",
                                   details={"echoes": [{"scene_id": e["scene_id"], "score": e["score"]} for e in echoes],
