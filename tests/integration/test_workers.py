@@ -93,6 +93,13 @@ def test_run_then_ingest_and_tail_from_the_command_line(settings_factory, worker
     letters = [json.loads(line) for line in dlq.stdout.splitlines()]
     assert [l["value"]["error_type"] for l in letters] == ["empty_text"]
     assert letters[0]["value"]["message_id"] == ids[1]
+    # ask goes through the stack that is already up instead of starting one
+    asked = subprocess.run(CLI + ["ask", "--json", "--session", "cli-1", "тишина и дрожь снова"], env=env,
+                           capture_output=True, text=True, timeout=180)
+    assert asked.returncode == 0, asked.stderr[-2000:]
+    result = json.loads(asked.stdout)
+    assert result["stack"] == "cluster" and result["output"]["scene_id"] == result["scene"]["scene_id"]
+    assert result["scene"]["resonance"] > 0  # the same session said this before
 
 
 def test_ask_starts_the_embedded_stack_when_none_runs(tmp_path):
