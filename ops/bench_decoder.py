@@ -96,7 +96,7 @@ def run_decoder_bench(n: int = 64, batch: int = 16, include_vllm: bool = True, p
 def run_quality(per_register: int = 40, progress: bool = True) -> dict:
     """Style fidelity (router agreement) and held-out answers, adapters vs base, on the test split."""
     from scenestream.agents.decoder.engines import BASE, Request, TransformersEngine
-    from scenestream.agents.decoder.prompt import build_prompt, clean_answer
+    from scenestream.agents.decoder.prompt import clean_answer
     from scenestream.agents.decoder.train import load_examples, prompts_for
     from scenestream.agents.scene.transform import SceneBuilder
     from scenestream.agents.tokenizer.transform import default_tokenizer
@@ -141,8 +141,9 @@ def run_e2e_bench(rates: tuple[float, ...] = (1.0, 4.0), seconds: float = 20.0, 
     from scenestream.runtime import running_worker, select_stages
     from scenestream.topics import LORA_OUTPUTS, RAW_TEXT, SCENES, TOKENS
 
-    texts = [row["text"] for r in REGISTERS for row in __import__(
-        "scenestream.agents.decoder.train", fromlist=["load_examples"]).load_examples(r, "test")]
+    from scenestream.agents.decoder.train import load_examples
+
+    texts = [row["text"] for r in REGISTERS for row in load_examples(r, "test")]
 
     def pct(values, q):
         values = sorted(values)

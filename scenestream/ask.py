@@ -11,7 +11,7 @@ import contextlib
 import time
 from typing import AsyncIterator, Optional
 
-from scenestream.broker import EmbeddedBroker, running_stack
+from scenestream.broker import EmbeddedBroker, reachable
 from scenestream.client import Watcher, publish, raw_text
 from scenestream.runtime import running_worker, select_stages
 from scenestream.settings import Settings, get_settings
@@ -21,12 +21,9 @@ from scenestream.topics import MEMORY_EVENTS
 @contextlib.asynccontextmanager
 async def connected_stack(settings: Settings) -> AsyncIterator[tuple[Settings, str]]:
     """Settings of a reachable stack: configured cluster, running local stack, or one started now."""
-    if settings.broker:
-        yield settings, "cluster"
-        return
-    state = running_stack(settings)
-    if state:
-        yield settings.model_copy(update={"broker": state["url"], "topic_prefix": state.get("prefix", "")}), "running"
+    connected = reachable(settings)
+    if connected is not None:
+        yield connected, "cluster" if settings.broker else "running"
         return
     with EmbeddedBroker() as broker:
         s = settings.model_copy(update={"broker": broker.url})

@@ -41,7 +41,7 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
     os.setpgrp()  # Ctrl-C in a terminal reaches the parent only; the parent stops the broker
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -86,7 +86,7 @@ class EmbeddedBroker:
     def start(self) -> "EmbeddedBroker":
         binary = broker_binary()
         for _attempt in range(3):  # a free port can be taken between probe and bind
-            port = self.port or _free_port()
+            port = self.port or free_port()
             listen = f"tcp://{self.host}:{port}"
             self.process = subprocess.Popen(
                 [binary, "broker", "--listener-url", listen, "--advertised-listener-url", listen,
@@ -170,16 +170,21 @@ def running_stack(settings: Settings) -> Optional[dict]:
     return state
 
 
+def reachable(settings: Settings) -> Optional[Settings]:
+    """Settings with the broker of the configured cluster or of a stack running on this machine; None if neither."""
+    if settings.broker:
+        return settings
+    state = running_stack(settings)
+    if state is None:
+        return None
+    return settings.model_copy(update={"broker": state["url"], "topic_prefix": state.get("prefix", "")})
+
+
 @contextlib.contextmanager
-def broker_for(settings: Settings, reuse_running: bool = False) -> Iterator[Settings]:
-    """Settings with a broker address: the configured cluster, a running stack's, or a fresh embedded one."""
+def broker_for(settings: Settings) -> Iterator[Settings]:
+    """Settings with a broker address: the configured cluster, or a fresh embedded broker for the block."""
     if settings.broker:
         yield settings
         return
-    if reuse_running:
-        state = running_stack(settings)
-        if state:
-            yield settings.model_copy(update={"broker": state["url"]})
-            return
     with EmbeddedBroker() as broker:
         yield settings.model_copy(update={"broker": broker.url})

@@ -12,7 +12,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
@@ -40,16 +40,13 @@ def _fail(message: str, code: int = 1) -> None:
 
 def _connected_settings():
     """Settings with the broker of a configured cluster or a stack running on this machine."""
-    from scenestream.broker import running_stack
+    from scenestream.broker import reachable
 
-    settings = get_settings()
-    if settings.broker:
-        return settings
-    state = running_stack(settings)
-    if state is None:
+    settings = reachable(get_settings())
+    if settings is None:
         _fail("no broker: set SCENESTREAM_BROKER=kafka://host:port, or start `scenestream run` "
               "(or `scenestream broker`) on this machine first")
-    return settings.model_copy(update={"broker": state["url"], "topic_prefix": state.get("prefix", "")})
+    return settings
 
 
 @app.command()
@@ -298,17 +295,6 @@ def scene(
     run_lines(sys.stdin, sys.stdout, s)
 
 
-def _reachable_broker():
-    """Settings of a configured cluster or a running local stack, or None."""
-    from scenestream.broker import running_stack
-
-    s = get_settings()
-    if s.broker:
-        return s
-    state = running_stack(s)
-    return s.model_copy(update={"broker": state["url"], "topic_prefix": state.get("prefix", "")}) if state else None
-
-
 @app.command()
 def trace(
     message_id: str = typer.Argument(..., help="The message id that ask / ingest printed."),
@@ -319,7 +305,9 @@ def trace(
     from scenestream.schemas.codec import to_json
 
     try:
-        result = run_trace(message_id, get_settings(), _reachable_broker())
+        from scenestream.broker import reachable
+
+        result = run_trace(message_id, get_settings(), reachable(get_settings()))
     except LookupError as exc:
         _fail(str(exc))
     if as_json:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import select
-import sys
 from typing import IO, Iterator
 
 from scenestream.agents.scene.transform import SceneBuilder

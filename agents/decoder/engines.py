@@ -117,7 +117,7 @@ class TransformersEngine:
 
         path = base_model_path(settings)
         self.settings = settings
-        self.model = str(path.name if not settings.base_model else settings.base_model)
+        self.model = settings.base_model or path.name
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.tokenizer.padding_side = "left"
@@ -243,7 +243,7 @@ class VLLMEngine:
 
         path = base_model_path(settings)
         self.settings = settings
-        self.model = str(path.name if not settings.base_model else settings.base_model)
+        self.model = settings.base_model or path.name
         self.adapters = adapters_in(adapters_dir(settings))
         self.llm = LLM(model=str(path), enable_lora=bool(self.adapters), max_loras=max(1, len(self.adapters)),
                        max_lora_rank=settings.max_lora_rank, dtype="bfloat16", max_model_len=1024, seed=0,

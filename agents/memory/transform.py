@@ -17,8 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
-import numpy as np
-
 from scenestream.agents.decoder.prompt import SYMBOLS
 from scenestream.agents.memory.archive import SceneArchive
 from scenestream.schemas.records import LoraOutput, MemoryEvent, Scene

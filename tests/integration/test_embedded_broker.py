@@ -1,6 +1,5 @@
 """The embedded broker starts, answers, and never outlives the process that started it."""
 
-import json
 import os
 import signal
 import subprocess

@@ -50,7 +50,6 @@ def test_two_workers_of_one_stage_share_its_partitions(settings_factory, workers
         # let both join; then publish and read everything back with the producing worker of each
         deadline = time.monotonic() + 60
         by_worker = {}
-        sent = False
         async for record in read_topic(s, TOKENS.full_name(s), follow=True):
             worker = dict(record.headers).get("x-worker", b"?").decode()
             by_worker.setdefault(worker, set()).add(decode(record.value, Tokens).message_id)

