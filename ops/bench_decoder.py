@@ -11,6 +11,7 @@ median over requests.
 
 from __future__ import annotations
 
+import json
 import statistics
 import sys
 import time
@@ -132,22 +133,33 @@ def run_quality(per_register: int = 40, progress: bool = True) -> dict:
     return report
 
 
-def run_e2e_bench(rates: tuple[float, ...] = (1.0, 4.0), seconds: float = 20.0, progress: bool = True) -> dict:
-    """p50/p99 from publishing to raw-text to the first token and to the full answer, embedded stack."""
+def run_e2e_bench(rates: tuple[float, ...] = (1.0, 4.0), seconds: float = 20.0, asks: int = 3,
+                  progress: bool = True) -> dict:
+    """p50/p99 from publishing to raw-text to the first streamed piece of the answer (the first partial
+    lora-output arriving at the client) and to the full answer, on the embedded stack; then ``asks``
+    one-at-a-time ``scenestream ask`` calls through the stack already up (in-process and as the CLI)."""
     import asyncio
+    import os
+    import subprocess
+    import uuid
 
+    from scenestream.agents.decoder.engines import choose_engine_name
+    from scenestream.agents.decoder.train import load_examples
+    from scenestream.ask import ask_once
     from scenestream.broker import broker_for
     from scenestream.client import Watcher, publish, raw_text
     from scenestream.runtime import running_worker, select_stages
     from scenestream.topics import LORA_OUTPUTS, RAW_TEXT, SCENES, TOKENS
 
-    from scenestream.agents.decoder.train import load_examples
-
     texts = [row["text"] for r in REGISTERS for row in load_examples(r, "test")]
+
+    def say(msg):
+        if progress:
+            print(msg, file=sys.stderr, flush=True)
 
     def pct(values, q):
         values = sorted(values)
-        return round(values[min(len(values) - 1, int(q * len(values)))], 1)
+        return round(values[min(len(values) - 1, int(q * len(values)))], 1) if values else None
 
     async def one_rate(s, rate: float) -> dict:
         n = max(1, int(rate * seconds))
@@ -167,36 +179,64 @@ def run_e2e_bench(rates: tuple[float, ...] = (1.0, 4.0), seconds: float = 20.0, 
                 await publish(s, [record.model_copy(update={"ts_ms": int(sent[record.message_id] * 1000)})])
 
         task = asyncio.create_task(producer())
-        first, full = [], []
+        first, full, pieces = [], [], []
         for record in records:
             got = await watcher.wait(record.message_id, LORA_OUTPUTS.full_name(s), timeout=600)
             out = got["lora_output"]
-            arrived = time.time()
-            full.append((arrived - sent[record.message_id]) * 1000)
-            if "first_token" in out.timings_ms:
-                first.append(out.timings_ms["queue"] + out.timings_ms["first_token"])
+            full.append((time.time() - sent[record.message_id]) * 1000)
+            pieces.append(out.seq)
+            if record.message_id in watcher.first_partial:
+                first.append((watcher.first_partial[record.message_id] - sent[record.message_id]) * 1000)
         await task
         await watcher.stop()
-        return {"rate_rps": rate, "requests": n,
-                "first_token_p50_ms": pct(first, 0.5) if first else None,
-                "first_token_p99_ms": pct(first, 0.99) if first else None, "answer_p50_ms": pct(full, 0.5),
-                "answer_p99_ms": pct(full, 0.99)}
+        return {"rate_rps": rate, "requests": n, "streamed_answers": len(first),
+                "partials_per_answer_p50": pct(pieces, 0.5),
+                "first_token_p50_ms": pct(first, 0.5), "first_token_p99_ms": pct(first, 0.99),
+                "answer_p50_ms": pct(full, 0.5), "answer_p99_ms": pct(full, 0.99)}
+
+    def cli_ask(s, text: str) -> tuple[float, dict]:
+        env = {**os.environ, "SCENESTREAM_BROKER": s.broker, "SCENESTREAM_TOPIC_PREFIX": s.topic_prefix}
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "scenestream", "ask", "--json", text], env=env,
+                              capture_output=True, text=True, timeout=600)
+        wall = (time.perf_counter() - started) * 1000
+        if done.returncode != 0:
+            raise RuntimeError(f"scenestream ask failed: {done.stderr.strip()[-500:]}")
+        return wall, json.loads(done.stdout)
+
+    async def through_running(s) -> dict:
+        inproc, cli = [], []
+        for i in range(asks):
+            started = time.perf_counter()
+            result = await ask_once(texts[(7 * i) % len(texts)], settings=s, timeout=600)
+            inproc.append({"ask_ms": (time.perf_counter() - started) * 1000,
+                           "generate_ms": result["output"].timings_ms["generate"]})
+            wall, result = await asyncio.to_thread(cli_ask, s, texts[(7 * i + 3) % len(texts)])
+            cli.append({"ask_ms": wall, "generate_ms": result["output"]["timings_ms"]["generate"]})
+
+        def summary(rows):
+            ask = statistics.median(r["ask_ms"] for r in rows)
+            gen = statistics.median(r["generate_ms"] for r in rows)
+            return {"calls": len(rows), "ask_p50_ms": round(ask, 1), "generate_p50_ms": round(gen, 1),
+                    "ask_over_generate": round(ask / gen, 2)}
+
+        return {"in_process": summary(inproc), "cli": summary(cli)}
 
     async def main(s) -> dict:
-        results = []
+        report = {}
         async with running_worker(s, select_stages(None, s)):
+            runs = []
             for rate in rates:
-                if progress:
-                    print(f"e2e bench: {rate} req/s for {seconds:.0f}s …", file=sys.stderr, flush=True)
-                results.append(await one_rate(s, rate))
-        return results
+                say(f"e2e bench: {rate} req/s for {seconds:.0f}s …")
+                runs.append(await one_rate(s, rate))
+            report["runs"] = runs
+            if asks:
+                say(f"e2e bench: {asks} asks one at a time through the running stack (in-process, CLI) …")
+                report["ask_through_running_stack"] = await through_running(s)
+        return report
 
     settings = get_settings()
     with broker_for(settings) as s:
-        import uuid
-
         s = s.model_copy(update={"topic_prefix": f"e2e-{uuid.uuid4().hex[:6]}-"})
-        from scenestream.agents.decoder.engines import choose_engine_name
-
         return {"benchmark": "e2e", "engine": choose_engine_name(s), "max_new_tokens": s.max_new_tokens,
-                "runs": asyncio.run(main(s))}
+                "stream_interval_ms": s.stream_interval_ms, **asyncio.run(main(s))}

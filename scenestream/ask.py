@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import AsyncIterator, Optional
+from typing import AsyncIterator, Callable, Optional
 
 from scenestream.broker import EmbeddedBroker, reachable
 from scenestream.client import Watcher, publish, raw_text
 from scenestream.runtime import running_worker, select_stages
+from scenestream.schemas.records import LoraOutput
 from scenestream.settings import Settings, get_settings
 from scenestream.topics import MEMORY_EVENTS
 
@@ -32,7 +33,9 @@ async def connected_stack(settings: Settings) -> AsyncIterator[tuple[Settings, s
 
 
 async def ask_once(text: str, session: Optional[str] = None, timeout: float = 120.0,
-                   settings: Optional[Settings] = None, register: Optional[str] = None) -> dict:
+                   settings: Optional[Settings] = None, register: Optional[str] = None,
+                   on_piece: Optional[Callable[[LoraOutput], None]] = None) -> dict:
+    """Publish ``text`` and wait for its answer; ``on_piece`` gets the answer's streamed partials as they come."""
     settings = settings or get_settings()
     specs = select_stages(None, settings)
     final = specs[-1].sinks[0]
@@ -43,10 +46,16 @@ async def ask_once(text: str, session: Optional[str] = None, timeout: float = 12
         if register:
             record = record.model_copy(update={"force_register": register})
         watched = {decl.full_name(s): decl.schema for spec in specs for decl in spec.sinks}
-        watcher = Watcher(s, watched, [spec.source.dlq_name(s) for spec in specs])
+
+        def mine(piece: LoraOutput) -> None:
+            if on_piece is not None and piece.message_id == record.message_id:
+                on_piece(piece)
+
+        watcher = Watcher(s, watched, [spec.source.dlq_name(s) for spec in specs], on_partial=mine)
         await watcher.start()
         try:
             sent = time.perf_counter()
+            sent_wall = time.time()
             await publish(s, [record])
             found = await watcher.wait(record.message_id, final.full_name(s), timeout)
             if mode == "embedded" and s.memory:
@@ -62,6 +71,8 @@ async def ask_once(text: str, session: Optional[str] = None, timeout: float = 12
         result["output"] = found["lora_output"]
     result["timings"] = {"startup_ms": round((ready - started) * 1000, 1),
                          "pipeline_ms": round((done - sent) * 1000, 1)}
+    if record.message_id in watcher.first_partial:
+        result["timings"]["first_piece_ms"] = round((watcher.first_partial[record.message_id] - sent_wall) * 1000, 1)
     output = found.get("lora_output")
     if output is not None:
         result["timings"].update({k: output.timings_ms[k] for k in ("queue", "first_token", "generate")
@@ -69,8 +80,12 @@ async def ask_once(text: str, session: Optional[str] = None, timeout: float = 12
     return result
 
 
-def render(result: dict) -> str:
-    """The human view of an ``ask`` result."""
+def answer_head(output: LoraOutput) -> str:
+    return f"{output.symbol or ''} {output.register} ({output.adapter} adapter, {output.engine}):"
+
+
+def render(result: dict, answer: bool = True) -> str:
+    """The human view of an ``ask`` result (``answer=False``: all but the answer's text, already streamed)."""
     lines = [f"message {result['message_id']}  session {result['session_id']}  ({result['stack']} stack, "
              f"{result['timings']['pipeline_ms']:.0f} ms through the pipeline)"]
     scene = result.get("scene")
@@ -91,8 +106,10 @@ def render(result: dict) -> str:
     output = result.get("output")
     if output is not None:
         first = output.timings_ms.get("first_token")
-        first_text = f", first token {first:.0f} ms" if first is not None else ""
-        lines += ["", f"{output.symbol or ''} {output.register} ({output.adapter} adapter, {output.engine}, "
-                      f"{output.completion_tokens} tokens{first_text}):",
-                  output.text]
+        piece = result["timings"].get("first_piece_ms")
+        stats = [f"{output.completion_tokens} tokens"] + ([f"first token {first:.0f} ms"] if first is not None else [])
+        stats += [f"first piece here after {piece:.0f} ms"] if piece is not None else []
+        if answer:
+            lines += ["", answer_head(output), output.text]
+        lines.append(f"answer:      {', '.join(stats)}")
     return "\n".join(lines)

@@ -13,6 +13,13 @@ agent that
   dead letters alike), and only then acks the batch. A failed send is retried
   with back-off and the batch stays un-acked meanwhile, so nothing is lost and
   nothing is acked that was not handled.
+
+A stage that streams (``StageSpec.streams``, the decoder) also gets an
+``emit(topic, record)`` to send records while it still works on the batch:
+they go out at once, keyed like the record's input message and queued before
+the batch's results, and they are confirmed before the ack. Streamed records
+are previews (the batch's results are the whole answers): one that fails to
+send is logged, not retried, and after a retried batch they may repeat.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, Sequence, Union
+from typing import Any, Callable, Optional, Protocol, Sequence, Union
 
 from scenestream.schemas.codec import SchemaError, decode, encode
 from scenestream.schemas.records import DeadLetter, Record
@@ -40,7 +47,8 @@ Result = Union[list[Emit], Exception]
 
 class Handler(Protocol):
     def process(self, records: Sequence[Record]) -> list[Result]:
-        """One result per record, in order. Must not raise for one bad record."""
+        """One result per record, in order. Must not raise for one bad record.
+        A streaming stage's handler is called with ``emit=`` too (see module doc)."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,7 @@ class StageSpec:
     build: Callable[[Settings], Handler]
     accepts: Callable[[Record], bool] = field(default=lambda record: True)
     in_thread: bool = False  # run the handler off the event loop (heavy CPU work)
+    streams: bool = False  # the handler sends previews while it works: process(records, emit=...)
 
 
 def map_each(fn: Callable[[Record], list[Emit]], records: Sequence[Record]) -> list[Result]:
@@ -101,6 +110,39 @@ def dead_letter(spec: StageSpec, event: Any, exc: BaseException, message_id: str
     )
 
 
+class Streamed:
+    """The ``emit`` of a streaming handler for one batch; callable from the handler's thread."""
+
+    def __init__(self, runner: "StageRunner", loop: asyncio.AbstractEventLoop, keys: dict[str, Any]) -> None:
+        self.runner = runner
+        self.loop = loop
+        self.keys = keys  # message id → key of its input message
+        self.queued: list[asyncio.Future] = []
+        self.sent = 0
+
+    def __call__(self, decl: TopicDecl, record: Record) -> None:
+        topic = self.runner.sinks[decl.name]
+        key = self.keys.get(getattr(record, "message_id", None))
+        value = encode(record)
+        self.loop.call_soon_threadsafe(self._queue, topic, key, value)
+
+    def _queue(self, topic: str, key: Any, value: bytes) -> None:
+        send = self.runner.producer.send(topic, key=key, value=value, headers=self.runner.headers)
+        self.queued.append(asyncio.ensure_future(send))
+
+    async def enqueued(self) -> list[Any]:
+        """Wait until every streamed record is in the producer's queue (so results queue behind them)."""
+        done = await asyncio.gather(*self.queued, return_exceptions=True)
+        return [d for d in done if not isinstance(d, BaseException)]
+
+    async def confirm(self, deliveries: list[Any]) -> None:
+        for outcome in await asyncio.gather(*deliveries, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                log.warning("%s: a streamed record was not delivered: %s", self.runner.spec.name, outcome)
+            else:
+                self.sent += 1
+
+
 class StageRunner:
     """Handles batches of faust events for one stage (see module doc).
 
@@ -138,7 +180,7 @@ class StageRunner:
         if close is not None:
             close()
 
-    def plan(self, events: Sequence[Any]) -> list[tuple[str, bytes | None, bytes]]:
+    def plan(self, events: Sequence[Any], emit: Optional[Streamed] = None) -> list[tuple[str, bytes | None, bytes]]:
         """What to send for these events: (topic, key, value) in input order."""
         records: list[Record] = []
         slots: list[tuple[Any, Union[Record, Exception, None]]] = []
@@ -151,9 +193,17 @@ class StageRunner:
             if self.spec.accepts(record):
                 records.append(record)
                 slots.append((event, record))
+                if emit is not None:
+                    emit.keys[getattr(record, "message_id", "")] = event.message.key
             else:
                 slots.append((event, None))  # not for this stage (e.g. a resonated scene)
-        results = iter(self.handler.process(records) if records else [])
+        if not records:
+            outcome: list[Result] = []
+        elif emit is not None:
+            outcome = self.handler.process(records, emit=emit)
+        else:
+            outcome = self.handler.process(records)
+        results = iter(outcome)
         sends: list[tuple[str, bytes | None, bytes]] = []
         for event, slot in slots:
             if slot is None:
@@ -189,11 +239,17 @@ class StageRunner:
                 delay = min(delay * 2, 5.0)
 
     async def handle(self, stream: Any, events: list[Any]) -> None:
+        emit = Streamed(self, asyncio.get_running_loop(), {}) if self.spec.streams else None
         if self.spec.in_thread:
-            sends = await asyncio.to_thread(self.plan, events)
+            sends = await asyncio.to_thread(self.plan, events, emit)
         else:
-            sends = self.plan(events)
+            sends = self.plan(events, emit)
+        if emit is not None:
+            await asyncio.sleep(0)  # run the queueing callbacks the handler's thread left behind
+            deliveries = await emit.enqueued()
         await self.deliver(sends)
+        if emit is not None:
+            await emit.confirm(deliveries)
         for event in events:
             await stream.ack(event)
 

@@ -211,17 +211,37 @@ def ask(
 
     if register is not None and register not in REGISTERS:
         _fail(f"--register must be one of {', '.join(REGISTERS)}", 2)
+    from scenestream.ask import answer_head, render
+
+    streamed: list[str] = []
+
+    def show(piece) -> None:  # the answer as it streams
+        if not streamed:
+            typer.echo(answer_head(piece))
+        streamed.append(piece.text)
+        typer.echo(piece.text, nl=False)
+        sys.stdout.flush()
+
     try:
-        result = asyncio.run(ask_once(text, session, timeout, register=register))
+        result = asyncio.run(ask_once(text, session, timeout, register=register,
+                                      on_piece=None if as_json else show))
     except Exception as exc:  # a clear message instead of a traceback
+        if streamed:
+            typer.echo("")
         _fail(f"{type(exc).__name__}: {exc}")
     if as_json:
         from scenestream.schemas.codec import to_json
 
         typer.echo(to_json(result))
+        return
+    output = result.get("output")
+    so_far = "".join(streamed)
+    if output is not None and streamed and output.text.startswith(so_far):
+        typer.echo(output.text[len(so_far) :] + "\n")
+        typer.echo(render(result, answer=False))
     else:
-        from scenestream.ask import render
-
+        if streamed:
+            typer.echo("")
         typer.echo(render(result))
 
 
@@ -451,11 +471,15 @@ def bench_memory(
 def bench_e2e(
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
     seconds: float = typer.Option(20.0, help="Length of each offered-rate run."),
+    rates: str = typer.Option("1,4", help="Comma-separated offered rates (requests/s)."),
+    asks: int = typer.Option(3, help="One-at-a-time asks through the running stack, in-process and as the CLI."),
 ) -> None:
-    """p50/p99 from publishing to the first token and to the full answer at 1 and 4 requests/s."""
+    """p50/p99 from publishing to the first streamed piece and to the full answer at 1 and 4 requests/s;
+    then `ask` through the running stack against the generation time alone."""
     from scenestream.ops.bench_decoder import run_e2e_bench
 
-    typer.echo(json.dumps(run_e2e_bench((1.0, 4.0), seconds, progress=not as_json), indent=2))
+    offered = tuple(float(x) for x in rates.split(",") if x.strip())
+    typer.echo(json.dumps(run_e2e_bench(offered, seconds, asks, progress=not as_json), indent=2))
 
 
 def main() -> None:

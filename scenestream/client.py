@@ -101,14 +101,21 @@ class Watcher:
     ``topics`` maps topic name → record class; :meth:`wait` returns, for one
     message id, the records of every watched topic seen by the time the one on
     ``until`` arrived, keyed by record kind (``scene``, ``lora_output`` …).
+
+    Streamed records (partial lora-outputs, ``final`` false) are not results:
+    they go to ``on_partial`` as they arrive, and the wall-clock time the
+    first one of each message arrived is kept in :attr:`first_partial`.
     """
 
-    def __init__(self, settings: Settings, topics: dict[str, type[Record]], dlqs: list[str]) -> None:
+    def __init__(self, settings: Settings, topics: dict[str, type[Record]], dlqs: list[str],
+                 on_partial: Optional[Callable[[Record], None]] = None) -> None:
         self.settings = settings
         self.topics = topics
         self.dlqs = set(dlqs)
+        self.on_partial = on_partial
         self.consumer = None
         self.seen: dict[str, dict[str, Record]] = {}
+        self.first_partial: dict[str, float] = {}
 
     async def start(self) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -134,6 +141,12 @@ class Watcher:
         except SchemaError:
             return
         mid = getattr(item, "message_id", None)
+        if getattr(item, "final", True) is False:
+            if mid is not None:
+                self.first_partial.setdefault(mid, time.time())
+            if self.on_partial is not None:
+                self.on_partial(item)
+            return
         if mid is not None:
             key = "dead_letter" if isinstance(item, DeadLetter) else record.topic
             self.seen.setdefault(mid, {})[key] = item  # the latest wins: a resonated scene after the formed one

@@ -116,6 +116,12 @@ class Settings(BaseSettings):
         0.25, gt=0, le=1, description="Share of memory vLLM reserves for its KV cache (CPU: of RAM)."
     )
     max_new_tokens: int = Field(80, ge=1, description="Longest answer in tokens.")
+    stream: bool = Field(
+        True, description="Stream answers: partial lora-outputs (final=false) while tokens come, then the whole one."
+    )
+    stream_interval_ms: float = Field(
+        50.0, ge=0, description="Least time between two partial lora-outputs of one answer (the first goes at once)."
+    )
     temperature: float = Field(0.0, ge=0.0, description="Sampling temperature (0: greedy, reproducible).")
     repetition_penalty: float = Field(
         1.3, ge=1.0, description="Penalty on tokens already generated (a 270M model loops without it)."

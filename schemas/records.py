@@ -131,9 +131,18 @@ class Scene(Record):
 
 
 class LoraOutput(Record):
-    """lora-outputs: the answer of one register adapter."""
+    """lora-outputs: the answer of one register adapter.
+
+    Version 2 streams: while tokens come, the decoder sends partial records
+    (``final`` false, ``text`` the new piece of the answer, ``seq`` 0, 1, …);
+    then the final record (``final`` true) with the whole answer, its counts
+    and timings, and ``seq`` the number of partials before it. The partials
+    joined are always a prefix of the final text. Version 1 records (no
+    ``final``) read as final.
+    """
 
     kind: ClassVar[str] = "lora_output"
+    version: ClassVar[int] = 2
     message_id: str = Field(min_length=1)
     session_id: str = Field(min_length=1)
     scene_id: str = Field(min_length=1)
@@ -150,6 +159,8 @@ class LoraOutput(Record):
     ts_ms: int = Field(default_factory=now_ms)
     timings_ms: dict[str, float] = Field(default_factory=dict)
     replay_of: Optional[str] = None
+    final: bool = True
+    seq: int = Field(0, ge=0)
 
 
 class MemoryEvent(Record):

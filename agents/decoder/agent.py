@@ -3,16 +3,17 @@
 Answers formed scenes, or resonated ones when the memory stage is on
 (``SCENESTREAM_MEMORY``); never both, so no scene is answered twice and
 feedback cannot loop. Scenes waiting together are generated as one batch of
-mixed registers.
+mixed registers. With ``SCENESTREAM_STREAM`` on (the default) the answer
+streams: partial lora-outputs while tokens come, then the final one.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 from scenestream.agents.decoder.engines import make_engine
 from scenestream.agents.decoder.transform import Decoder
-from scenestream.backbone import Result, StageSpec, batch_then_each
+from scenestream.backbone import Result, StageSpec, Streamed, batch_then_each
 from scenestream.schemas.records import Scene
 from scenestream.settings import Settings
 from scenestream.topics import LORA_OUTPUTS, SCENES
@@ -22,12 +23,14 @@ class DecodeScene:
     def __init__(self, decoder: Decoder) -> None:
         self.decoder = decoder
 
-    def process(self, records: Sequence[Scene]) -> list[Result]:
-        return batch_then_each(lambda batch: [[(LORA_OUTPUTS, out)] for out in self.decoder.decode(batch)], records)
+    def process(self, records: Sequence[Scene], emit: Optional[Streamed] = None) -> list[Result]:
+        partial = (lambda out: emit(LORA_OUTPUTS, out)) if emit is not None else None
+        return batch_then_each(lambda batch: [[(LORA_OUTPUTS, out)] for out in self.decoder.decode(batch, partial)],
+                               records)
 
 
 def build(settings: Settings) -> DecodeScene:
-    return DecodeScene(Decoder(make_engine(settings)))
+    return DecodeScene(Decoder(make_engine(settings), stream_interval_ms=settings.stream_interval_ms))
 
 
 def _answers(settings: Settings):
@@ -37,4 +40,4 @@ def _answers(settings: Settings):
 
 def stage(settings: Settings) -> StageSpec:
     return StageSpec(name="decoder", agent="decode_scene", source=SCENES, sinks=(LORA_OUTPUTS,), build=build,
-                     accepts=_answers(settings), in_thread=True)
+                     accepts=_answers(settings), in_thread=True, streams=settings.stream)

@@ -8,22 +8,26 @@
   per batch with a per-row ``adapter_names`` list (mixed adapters per step).
 
 ``generate`` is synchronous (the backbone runs it off the event loop) and
-returns one :class:`Generation` per request, in order.
+returns one :class:`Generation` per request, in order. With ``on_delta`` it
+also streams: ``on_delta(i, text)`` is called, from the generating thread, with
+each new piece of request ``i``'s raw text as the engine produces it.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Protocol, Sequence
+from typing import Callable, Optional, Protocol, Sequence
 
 from scenestream.schemas.records import REGISTERS
 from scenestream.settings import Settings
 
 log = logging.getLogger(__name__)
 BASE = "base"  # the adapter name of "no adapter"
+OnDelta = Callable[[int, str], None]  # (request index, new raw text)
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,7 @@ class Engine(Protocol):
     model: str
     adapters: dict[str, Path]
 
-    def generate(self, requests: Sequence[Request]) -> list[Generation]: ...
+    def generate(self, requests: Sequence[Request], on_delta: Optional[OnDelta] = None) -> list[Generation]: ...
 
 
 def adapters_in(folder: Path) -> dict[str, Path]:
@@ -91,17 +95,38 @@ def make_engine(settings: Settings, name: Optional[str] = None) -> Engine:
     raise ValueError(f"unknown engine {name!r}: vllm, openai or transformers")
 
 
-class _FirstToken:
-    """A stopping criterion that only notes when the first new token exists."""
+class _Progress:
+    """A stopping criterion that never stops: it notes when the first new token exists and,
+    with ``on_delta``, decodes each row's new tokens after every step and passes on the new text."""
 
-    def __init__(self) -> None:
+    def __init__(self, tokenizer, width: int, on_delta: Optional[OnDelta]) -> None:
+        self.tokenizer = tokenizer
+        self.width = width
+        self.on_delta = on_delta
         self.at: Optional[float] = None
+        self.sent: dict[int, str] = {}
+        self.finished: set[int] = set()
 
     def __call__(self, input_ids, scores, **kwargs):
         import torch
 
         if self.at is None:
             self.at = time.perf_counter()
+        if self.on_delta is not None:
+            eos = self.tokenizer.eos_token_id
+            for i, row in enumerate(input_ids[:, self.width :].tolist()):
+                if i in self.finished:
+                    continue
+                if eos in row:
+                    row = row[: row.index(eos)]
+                    self.finished.add(i)
+                text = self.tokenizer.decode(row, skip_special_tokens=True)
+                if i not in self.finished:
+                    text = text.rstrip("\ufffd")  # a character whose bytes are not all there yet
+                sent = self.sent.get(i, "")
+                if len(text) > len(sent) and text.startswith(sent):
+                    self.sent[i] = text
+                    self.on_delta(i, text[len(sent) :])
         return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
 
@@ -138,7 +163,7 @@ class TransformersEngine:
     def adapter_for(self, register: str) -> str:
         return register if register in self.adapters else BASE
 
-    def generate(self, requests: Sequence[Request]) -> list[Generation]:
+    def generate(self, requests: Sequence[Request], on_delta: Optional[OnDelta] = None) -> list[Generation]:
         import torch
         from transformers import StoppingCriteriaList
 
@@ -156,7 +181,7 @@ class TransformersEngine:
         kwargs = {}
         if self.adapters:
             kwargs["adapter_names"] = ["__base__" if n == BASE else n for n in names]
-        first = _FirstToken()
+        first = _Progress(self.tokenizer, width, on_delta)
         sampling = {"do_sample": True, "temperature": self.settings.temperature} if self.settings.temperature > 0 \
             else {"do_sample": False}
         with torch.inference_mode():
@@ -196,7 +221,7 @@ class OpenAIEngine:
         self.model = served[0] if served else "?"
         self.adapters = {name: Path(name) for name in served if name in REGISTERS}
 
-    def _one(self, request: Request) -> Generation:
+    def _one(self, request: Request, on_text: Optional[Callable[[str], None]] = None) -> Generation:
         started = time.perf_counter()
         first = None
         parts = []
@@ -212,6 +237,8 @@ class OpenAIEngine:
                 if first is None:
                     first = time.perf_counter()
                 parts.append(chunk.choices[0].text)
+                if on_text is not None:
+                    on_text(chunk.choices[0].text)
             if getattr(chunk, "usage", None):
                 usage = chunk.usage
         done = time.perf_counter()
@@ -221,11 +248,15 @@ class OpenAIEngine:
                           first_token_ms=round(((first or done) - started) * 1000, 2),
                           total_ms=round((done - started) * 1000, 2))
 
-    def generate(self, requests: Sequence[Request]) -> list[Generation]:
+    def generate(self, requests: Sequence[Request], on_delta: Optional[OnDelta] = None) -> list[Generation]:
         from concurrent.futures import ThreadPoolExecutor
 
+        def one(i: int) -> Generation:
+            on_text = (lambda text: on_delta(i, text)) if on_delta is not None else None
+            return self._one(requests[i], on_text)
+
         with ThreadPoolExecutor(max_workers=max(1, min(32, len(requests)))) as pool:
-            return list(pool.map(self._one, requests))
+            return list(pool.map(one, range(len(requests))))
 
 
 class VLLMEngine:
@@ -249,31 +280,56 @@ class VLLMEngine:
                        max_lora_rank=settings.max_lora_rank, dtype="bfloat16", max_model_len=1024, seed=0,
                        gpu_memory_utilization=settings.vllm_memory_fraction)
         self.tokenizer = self.llm.get_tokenizer()
+        self._batches = itertools.count()
 
-    def generate(self, requests: Sequence[Request]) -> list[Generation]:
+    def generate(self, requests: Sequence[Request], on_delta: Optional[OnDelta] = None) -> list[Generation]:
+        """All requests into the engine at once, then its steps: each step's new text goes to
+        ``on_delta`` as it comes (vLLM's DELTA outputs), and first-token time is when a request's
+        first text arrived, measured here."""
         from vllm import SamplingParams, TokensPrompt
         from vllm.lora.request import LoRARequest
+        from vllm.sampling_params import RequestOutputKind
 
         from scenestream.agents.decoder.base_model import encode_prompt
 
+        if not requests:
+            return []
         started = time.perf_counter()
         params = SamplingParams(max_tokens=self.settings.max_new_tokens, temperature=self.settings.temperature,
-                                repetition_penalty=self.settings.repetition_penalty)
-        prompts = [TokensPrompt(prompt_token_ids=encode_prompt(self.tokenizer, r.prompt)) for r in requests]
+                                repetition_penalty=self.settings.repetition_penalty,
+                                output_kind=RequestOutputKind.DELTA)
         ids = {name: i + 1 for i, name in enumerate(sorted(self.adapters))}
-        loras = [LoRARequest(r.adapter, ids[r.adapter], str(self.adapters[r.adapter]))
-                 if r.adapter in self.adapters else None for r in requests]
-        outputs = self.llm.generate(prompts, params, lora_request=loras, use_tqdm=False)
+        engine = self.llm.llm_engine
+        batch = f"{next(self._batches)}"
+        prompt_tokens, texts, tokens, firsts, ends = {}, {}, {}, {}, {}
+        try:
+            for i, request in enumerate(requests):
+                prompt = encode_prompt(self.tokenizer, request.prompt)
+                prompt_tokens[i] = len(prompt)
+                lora = (LoRARequest(request.adapter, ids[request.adapter], str(self.adapters[request.adapter]))
+                        if request.adapter in self.adapters else None)
+                engine.add_request(f"{batch}-{i}", TokensPrompt(prompt_token_ids=prompt), params, lora_request=lora)
+                texts[i], tokens[i] = [], 0
+        except Exception:  # leave the engine empty for the next batch
+            engine.abort_request([f"{batch}-{i}" for i in texts])
+            raise
+        while engine.has_unfinished_requests():
+            for out in engine.step():
+                i = int(out.request_id.rsplit("-", 1)[1])
+                piece = out.outputs[0]
+                now = time.perf_counter()
+                if piece.token_ids and i not in firsts:
+                    firsts[i] = now
+                tokens[i] += len(piece.token_ids)
+                if piece.text:
+                    texts[i].append(piece.text)
+                    if on_delta is not None:
+                        on_delta(i, piece.text)
+                if out.finished:
+                    ends[i] = now
         done = time.perf_counter()
-        results = []
-        for out, request, prompt in zip(outputs, requests, prompts):
-            metrics = getattr(out, "metrics", None)
-            first = getattr(metrics, "first_token_time", None) if metrics else None
-            arrival = getattr(metrics, "arrival_time", None) if metrics else None
-            first_ms = round((first - arrival) * 1000, 2) if first and arrival else None
-            results.append(Generation(text=out.outputs[0].text,
-                                      adapter=request.adapter if request.adapter in self.adapters else BASE,
-                                      prompt_tokens=len(prompt["prompt_token_ids"]),
-                                      completion_tokens=len(out.outputs[0].token_ids),
-                                      first_token_ms=first_ms, total_ms=round((done - started) * 1000, 2)))
-        return results
+        return [Generation(text="".join(texts[i]), adapter=request.adapter if request.adapter in self.adapters else BASE,
+                           prompt_tokens=prompt_tokens[i], completion_tokens=tokens[i],
+                           first_token_ms=round((firsts[i] - started) * 1000, 2) if i in firsts else None,
+                           total_ms=round((ends.get(i, done) - started) * 1000, 2))
+                for i, request in enumerate(requests)]

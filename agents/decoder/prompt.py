@@ -41,12 +41,32 @@ def build_prompt(scene: Scene, register: Optional[str] = None, echoes: Sequence[
     return "\n".join(lines)
 
 
-def clean_answer(raw: str) -> str:
-    """The answer up to where the model starts a new block (a new scene, text or answer label)."""
-    stops = ["\n<scene", "<scene", "\nТекст:", "\nText:", "\nОтвет:", "\nAnswer:", "\n\n\n"]
+STOPS = ("\n<scene", "<scene", "\nТекст:", "\nText:", "\nОтвет:", "\nAnswer:", "\n\n\n")
+
+
+def _cut(raw: str) -> int:
+    """Where the answer ends in ``raw``: the first stop (a new scene, text or answer label), else its end."""
     cut = len(raw)
-    for stop in stops:
+    for stop in STOPS:
         at = raw.find(stop)
         if at != -1:
             cut = min(cut, at)
-    return raw[:cut].strip()
+    return cut
+
+
+def clean_answer(raw: str) -> str:
+    """The answer up to where the model starts a new block (a new scene, text or answer label)."""
+    return raw[: _cut(raw)].strip()
+
+
+def settled_answer(raw: str) -> str:
+    """The part of a still-growing answer that later tokens cannot change: a prefix of
+    ``clean_answer`` of any continuation of ``raw``. Held back: a tail that may be the start of a
+    stop, trailing whitespace, and an incomplete UTF-8 character (``\ufffd``)."""
+    cut = _cut(raw)
+    for stop in STOPS:
+        for k in range(len(stop) - 1, 0, -1):
+            if k <= cut and raw[:cut].endswith(stop[:k]):
+                cut = min(cut, len(raw[:cut]) - k)
+                break
+    return raw[:cut].rstrip("\ufffd").strip()

@@ -73,4 +73,4 @@ REMEMBER = StageSpec(name="memory", agent="remember_scene", source=SCENES, sinks
                      build=lambda s: RememberScene(shared_memory(s)), accepts=lambda scene: scene.stage == "formed",
                      in_thread=True)
 LINK = StageSpec(name="memory-links", agent="link_answer", source=LORA_OUTPUTS, sinks=(MEMORY_EVENTS,),
-                 build=lambda s: LinkAnswer(shared_memory(s)), in_thread=True)
+                 build=lambda s: LinkAnswer(shared_memory(s)), accepts=lambda out: out.final, in_thread=True)

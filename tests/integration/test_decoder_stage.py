@@ -24,7 +24,8 @@ def test_ask_path_through_the_broker(settings_factory, base_model):
     async def go():
         async with running_worker(s, select_stages(None, s)):
             watched = {SCENES.full_name(s): Scene, LORA_OUTPUTS.full_name(s): LoraOutput}
-            watcher = Watcher(s, watched, [d.dlq_name(s) for d in (RAW_TEXT, TOKENS, SCENES)])
+            watcher = Watcher(s, watched, [d.dlq_name(s) for d in (RAW_TEXT, TOKENS, SCENES)],
+                              on_partial=lambda piece: partials.setdefault(piece.message_id, []).append(piece))
             await watcher.start()
             records = [raw_text(t, session_id="dec-1").model_copy(update={"force_register": r}) for t, r in texts]
             await publish(s, records)
@@ -32,6 +33,7 @@ def test_ask_path_through_the_broker(settings_factory, base_model):
             await watcher.stop()
             return records, found
 
+    partials: dict = {}
     records, found = asyncio.run(go())
     for record, got in zip(records, found):
         out = got["lora_output"]
@@ -39,6 +41,9 @@ def test_ask_path_through_the_broker(settings_factory, base_model):
         assert out.scene_id == got["scene"].scene_id and out.delta_code == got["scene"].delta_code
         assert out.engine == "transformers" and out.completion_tokens > 0
         assert {"queue", "first_token", "generate"} <= set(out.timings_ms)
+        pieces = partials.get(record.message_id, [])  # streamed before the final record, in order
+        assert pieces and [p.seq for p in pieces] == list(range(len(pieces))) and out.seq == len(pieces)
+        assert out.text.startswith("".join(p.text for p in pieces)) and not any(p.final for p in pieces)
     first, second = (got["lora_output"] for got in found)
     assert first.register == found[0]["scene"].register  # routed by the scene
     assert second.register == "logician"  # forced

@@ -36,12 +36,21 @@ def settings():
     return Settings(max_new_tokens=24)
 
 
-def _check(generations, adapters):
+def _streamed(engine):
+    """Generate PROMPTS with a receiver of streamed text; (generations, pieces per request)."""
+    pieces = {}
+    generations = engine.generate([Request(p, r) for p, r in PROMPTS],
+                                  on_delta=lambda i, text: pieces.setdefault(i, []).append(text))
+    return generations, pieces
+
+
+def _check(generations, adapters, pieces):
     assert len(generations) == len(PROMPTS)
-    for gen, (_prompt, register) in zip(generations, PROMPTS):
+    for i, (gen, (_prompt, register)) in enumerate(zip(generations, PROMPTS)):
         assert gen.completion_tokens > 0 and gen.text.strip()
         assert gen.adapter == (register if register in adapters else "base")
-        assert gen.first_token_ms is None or 0 < gen.first_token_ms <= gen.total_ms + 1
+        assert gen.first_token_ms is not None and 0 < gen.first_token_ms <= gen.total_ms + 1
+        assert len(pieces[i]) > 1 and "".join(pieces[i]) == gen.text  # streamed, token by token
 
 
 def test_vllm_in_process_mixed_adapters_in_one_batch(settings):
@@ -49,8 +58,10 @@ def test_vllm_in_process_mixed_adapters_in_one_batch(settings):
 
     engine = VLLMEngine(settings)
     try:
-        generations = engine.generate([Request(p, r) for p, r in PROMPTS])
-        _check(generations, engine.adapters)
+        generations, pieces = _streamed(engine)
+        _check(generations, engine.adapters, pieces)
+        again = engine.generate([Request(p, r) for p, r in PROMPTS])  # greedy: the same without a receiver
+        assert [g.text for g in again] == [g.text for g in generations]
     finally:
         del engine
 
@@ -82,7 +93,8 @@ def test_openai_engine_against_vllm_serve(settings, tmp_path):
                 time.sleep(1)
         engine = OpenAIEngine(settings.model_copy(update={"openai_base_url": f"http://127.0.0.1:{port}/v1"}))
         assert set(engine.adapters) == set(adapters)
-        _check(engine.generate([Request(p, r) for p, r in PROMPTS]), engine.adapters)
+        generations, pieces = _streamed(engine)
+        _check(generations, engine.adapters, pieces)
     finally:
         server.terminate()
         try:

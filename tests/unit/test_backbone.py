@@ -101,3 +101,34 @@ def test_batch_then_each_isolates_the_record_that_broke_the_batch():
     assert results[0] == [("out", "A")] and results[2] == [("out", "C")]
     assert isinstance(results[1], ValueError)
     assert isinstance(batch_then_each(build, ["bad"])[0], ValueError)  # a lone bad record: its error, no raise
+
+
+class Streaming:
+    """A handler that streams two previews per record while it works, from its thread."""
+
+    def process(self, records, emit):
+        for record in records:
+            for i in range(2):
+                emit(TOKENS, record.model_copy(update={"text": f"{record.text}-preview{i}"}))
+        return map_each(lambda r: [(TOKENS, r.model_copy(update={"text": r.text.upper()}))], records)
+
+
+def test_streamed_records_go_first_keyed_like_their_input_and_are_confirmed_before_the_ack():
+    producer = FakeProducer()
+    stream_spec = StageSpec(name="stream", agent="stream_raw_text", source=RAW_TEXT, sinks=(TOKENS,),
+                            build=lambda s: Streaming(), in_thread=True, streams=True)
+    runner = StageRunner(stream_spec, Settings(), producer)
+    acked = []
+
+    class Stream:
+        async def ack(self, ev):
+            acked.append(ev.message.offset)
+
+    first = event(good("a", "m1"), 0)
+    second = SimpleNamespace(message=SimpleNamespace(topic="raw-text", partition=0, offset=1, key=b"k2",
+                                                     value=good("b", "m2")))
+    asyncio.run(runner.handle(Stream(), [first, second]))
+    texts = [(decode(value, RawText).text, key) for _topic, key, value in producer.sent]
+    assert texts == [("a-preview0", b"s"), ("a-preview1", b"s"), ("b-preview0", b"k2"), ("b-preview1", b"k2"),
+                     ("A", b"s"), ("B", b"k2")]
+    assert acked == [0, 1]

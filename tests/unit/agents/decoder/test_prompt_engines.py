@@ -3,7 +3,7 @@
 import pytest
 
 from scenestream.agents.decoder.engines import BASE, Generation, adapters_in, choose_engine_name, make_engine
-from scenestream.agents.decoder.prompt import build_prompt, clean_answer
+from scenestream.agents.decoder.prompt import build_prompt, clean_answer, settled_answer
 from scenestream.agents.decoder.transform import Decoder
 from scenestream.schemas.records import RegisterWeight, Scene, SceneField
 from scenestream.settings import Settings
@@ -46,14 +46,21 @@ class FakeEngine:
     model = "fake-model"
     adapters = {"body": None}
 
-    def __init__(self):
+    def __init__(self, text="answer for {adapter}"):
         self.requests = []
+        self.text = text
 
-    def generate(self, requests):
+    def generate(self, requests, on_delta=None):
         self.requests += requests
-        return [Generation(text=f" answer for {r.adapter}\nText: more", adapter=r.adapter if r.adapter in self.adapters
+        texts = [f" {self.text.format(adapter=r.adapter)}\nText: more" for r in requests]
+        if on_delta is not None:  # a few characters per step, rows interleaved, like a batched engine
+            for at in range(0, max(map(len, texts)), 3):
+                for i, text in enumerate(texts):
+                    if text[at : at + 3]:
+                        on_delta(i, text[at : at + 3])
+        return [Generation(text=text, adapter=r.adapter if r.adapter in self.adapters
                            else BASE, prompt_tokens=10, completion_tokens=5, first_token_ms=1.0, total_ms=2.0)
-                for r in requests]
+                for text, r in zip(texts, requests)]
 
 
 def test_decoder_builds_outputs_in_order_and_honours_a_forced_register():
@@ -86,3 +93,43 @@ def test_adapters_are_found_per_register(tmp_path):
     (tmp_path / "unknown").mkdir()
     (tmp_path / "unknown" / "adapter_config.json").write_text("{}")
     assert list(adapters_in(tmp_path)) == ["poet"]
+
+
+def test_settled_answer_is_always_a_prefix_of_the_clean_answer():
+    import random
+
+    rng = random.Random(7)
+    alphabet = list("ab \n<scenТекст:ОтвAnswer") + ["\ufffd"]
+    for _ in range(3000):
+        full = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        for cut in range(len(full) + 1):
+            assert clean_answer(full).startswith(settled_answer(full[:cut])), (full, cut)
+    assert settled_answer(" Дыши.\nТек") == "Дыши."  # may become "\nТекст:", held back
+    assert settled_answer(" Дыши. ") == "Дыши."
+    assert settled_answer(" Дыши.\nТекст: ещё") == "Дыши."
+
+
+def test_decoder_streams_partials_that_join_into_the_final_answer():
+    engine = FakeEngine("a long answer for {adapter}, in many pieces")
+    partials = []
+    outs = Decoder(engine, stream_interval_ms=0).decode([scene(), scene(message_id="m2", force_register="poet")],
+                                                       partial=partials.append)
+    for out in outs:
+        mine = [p for p in partials if p.message_id == out.message_id]
+        assert out.final and len(mine) > 3 and out.seq == len(mine)
+        assert [p.seq for p in mine] == list(range(len(mine)))
+        assert all(not p.final and p.register == out.register and p.adapter == out.adapter for p in mine)
+        assert "".join(p.text for p in mine) == out.text  # the stop ("\nText:") is never streamed
+    assert outs[0].text == "a long answer for body, in many pieces"
+
+
+def test_decoder_streams_at_most_one_partial_per_interval():
+    partials = []
+    outs = Decoder(FakeEngine("a long answer for {adapter}"), stream_interval_ms=60_000).decode(
+        [scene()], partial=partials.append)
+    assert len(partials) == 1 and outs[0].seq == 1 and outs[0].text.startswith(partials[0].text)
+
+
+def test_decoder_without_a_receiver_sends_only_final_records():
+    outs = Decoder(FakeEngine()).decode([scene()])
+    assert outs[0].final and outs[0].seq == 0
