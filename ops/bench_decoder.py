@@ -81,15 +81,26 @@ def run_decoder_bench(n: int = 64, batch: int = 16, include_vllm: bool = True, p
     report["b_transformers_batched"] = _run(engine, requests, batch)
     del engine
     if include_vllm and vllm_available():
-        say("decoder bench: (c) vLLM multi-LoRA (engine start not counted) …")
+        from scenestream.agents.decoder.engines import find_tcmalloc
+
+        tcmalloc = find_tcmalloc() if settings.vllm_tcmalloc else None
+        say(f"decoder bench: (c) vLLM multi-LoRA (engine start not counted; tcmalloc: {tcmalloc}) …")
         vllm = VLLMEngine(settings)
-        report["c_vllm"] = _run(vllm, requests, len(requests))
+        report["c_vllm"] = {**_run(vllm, requests, len(requests)), "tcmalloc": tcmalloc}
+        vllm.close()
+        if tcmalloc:
+            say("decoder bench: (c') the same vLLM engine without tcmalloc …")
+            vllm = VLLMEngine(settings.model_copy(update={"vllm_tcmalloc": False}))
+            report["c_vllm_without_tcmalloc"] = _run(vllm, requests, len(requests))
+            vllm.close()
     else:
         report["c_vllm"] = {"skipped": "vLLM is not installed in this environment"}
     a = report["a_transformers_single"]["tokens_per_s"]
     report["ratio_b_over_a"] = round(report["b_transformers_batched"]["tokens_per_s"] / a, 2)
     if "tokens_per_s" in report["c_vllm"]:
         report["ratio_c_over_a"] = round(report["c_vllm"]["tokens_per_s"] / a, 2)
+    if "c_vllm_without_tcmalloc" in report:
+        report["ratio_c_without_tcmalloc_over_a"] = round(report["c_vllm_without_tcmalloc"]["tokens_per_s"] / a, 2)
     report["targets"] = {"vllm_over_single_min": 10}
     return report
 

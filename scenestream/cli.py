@@ -347,6 +347,9 @@ def trace(
         for entry in entries:
             record = entry["record"]
             summary = getattr(record, "event", None) or getattr(record, "stage", None) or getattr(record, "reason", "")
+            if getattr(record, "final", None) is not None:  # an answer: streamed piece or the whole one
+                summary = f"final ({record.completion_tokens} tokens)" if record.final else \
+                    f"partial {record.seq}: {record.text!r}"
             typer.echo(f"  {topic}[{entry['partition']}]@{entry['offset']}  {type(record).__name__} {summary}")
     typer.echo("  timings ms: " + ", ".join(f"{k} {v:.1f}" for k, v in result["timings_ms"].items()))
 

@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     vllm_memory_fraction: float = Field(
         0.25, gt=0, le=1, description="Share of memory vLLM reserves for its KV cache (CPU: of RAM)."
     )
+    vllm_tcmalloc: bool = Field(
+        True, description="Preload tcmalloc into vLLM's CPU engine core when the machine has it (about 2x faster)."
+    )
     max_new_tokens: int = Field(80, ge=1, description="Longest answer in tokens.")
     stream: bool = Field(
         True, description="Stream answers: partial lora-outputs (final=false) while tokens come, then the whole one."

@@ -23,6 +23,11 @@ class DecodeScene:
     def __init__(self, decoder: Decoder) -> None:
         self.decoder = decoder
 
+    def close(self) -> None:
+        close = getattr(self.decoder.engine, "close", None)
+        if close is not None:
+            close()
+
     def process(self, records: Sequence[Scene], emit: Optional[Streamed] = None) -> list[Result]:
         partial = (lambda out: emit(LORA_OUTPUTS, out)) if emit is not None else None
         return batch_then_each(lambda batch: [[(LORA_OUTPUTS, out)] for out in self.decoder.decode(batch, partial)],

@@ -60,6 +60,10 @@ def test_resonance_in_a_session_never_across_then_trace_replay_and_restart(setti
     got = trace(second["lora_output"].message_id, s, s)
     assert got["archive"]["scene_id"] == scene.scene_id and got["archive"]["answer"] == second["lora_output"].text
     assert SCENES.full_name(s) in got["topics"] and MEMORY_EVENTS.full_name(s) in got["topics"]
+    answers = [e["record"] for e in got["topics"][LORA_OUTPUTS.full_name(s)]]
+    assert [a.final for a in answers] == [False] * (len(answers) - 1) + [True]  # streamed, then the whole answer
+    links = [e["record"] for e in got["topics"][MEMORY_EVENTS.full_name(s)] if e["record"].event == "linked"]
+    assert len(links) == 1  # memory links the final answer only
     assert {"tokenize", "embed", "first_token"} <= set(got["timings_ms"]) | {
         k.split(".", 1)[-1] for k in got["timings_ms"]}
 

@@ -63,7 +63,7 @@ def test_vllm_in_process_mixed_adapters_in_one_batch(settings):
         again = engine.generate([Request(p, r) for p, r in PROMPTS])  # greedy: the same without a receiver
         assert [g.text for g in again] == [g.text for g in generations]
     finally:
-        del engine
+        engine.close()  # its engine core process goes now, not at exit
 
 
 def test_openai_engine_against_vllm_serve(settings, tmp_path):

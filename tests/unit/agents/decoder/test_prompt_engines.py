@@ -133,3 +133,26 @@ def test_decoder_streams_at_most_one_partial_per_interval():
 def test_decoder_without_a_receiver_sends_only_final_records():
     outs = Decoder(FakeEngine()).decode([scene()])
     assert outs[0].final and outs[0].seq == 0
+
+
+def test_vllm_engine_core_gets_tcmalloc_preloaded_and_the_environment_comes_back(monkeypatch):
+    import sys
+    import types
+
+    import scenestream.agents.decoder.engines as engines
+
+    platform = types.SimpleNamespace(is_cpu=lambda: True)
+    monkeypatch.setitem(sys.modules, "vllm.platforms", types.SimpleNamespace(current_platform=platform))
+    monkeypatch.setattr(engines, "find_tcmalloc", lambda: "/lib/libtcmalloc_minimal.so.4")
+    monkeypatch.setenv("LD_PRELOAD", "/lib/other.so")
+    with engines._engine_core_preload():
+        import os
+
+        assert os.environ["LD_PRELOAD"] == "/lib/libtcmalloc_minimal.so.4:/lib/other.so"
+    assert os.environ["LD_PRELOAD"] == "/lib/other.so"
+    monkeypatch.delenv("LD_PRELOAD")
+    with engines._engine_core_preload(wanted=False):  # SCENESTREAM_VLLM_TCMALLOC=false
+        assert "LD_PRELOAD" not in os.environ
+    platform.is_cpu = lambda: False  # a GPU build: nothing preloaded
+    with engines._engine_core_preload():
+        assert "LD_PRELOAD" not in os.environ
