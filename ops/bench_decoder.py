@@ -236,6 +236,8 @@ def run_e2e_bench(rates: tuple[float, ...] = (1.0, 4.0), seconds: float = 20.0, 
     async def main(s) -> dict:
         report = {}
         async with running_worker(s, select_stages(None, s)):
+            say("e2e bench: one warm-up answer (group joins, engine's first batch; not counted) …")
+            await ask_once(texts[0], settings=s, timeout=600)
             runs = []
             for rate in rates:
                 say(f"e2e bench: {rate} req/s for {seconds:.0f}s …")
