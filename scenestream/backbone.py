@@ -113,12 +113,11 @@ def dead_letter(spec: StageSpec, event: Any, exc: BaseException, message_id: str
 class Streamed:
     """The ``emit`` of a streaming handler for one batch; callable from the handler's thread."""
 
-    def __init__(self, runner: "StageRunner", loop: asyncio.AbstractEventLoop, keys: dict[str, Any]) -> None:
+    def __init__(self, runner: "StageRunner", loop: asyncio.AbstractEventLoop) -> None:
         self.runner = runner
         self.loop = loop
-        self.keys = keys  # message id → key of its input message
+        self.keys: dict[Any, Any] = {}  # message id → key of its input message (filled by plan)
         self.queued: list[asyncio.Future] = []
-        self.sent = 0
 
     def __call__(self, decl: TopicDecl, record: Record) -> None:
         topic = self.runner.sinks[decl.name]
@@ -130,17 +129,19 @@ class Streamed:
         send = self.runner.producer.send(topic, key=key, value=value, headers=self.runner.headers)
         self.queued.append(asyncio.ensure_future(send))
 
-    async def enqueued(self) -> list[Any]:
-        """Wait until every streamed record is in the producer's queue (so results queue behind them)."""
-        done = await asyncio.gather(*self.queued, return_exceptions=True)
-        return [d for d in done if not isinstance(d, BaseException)]
-
-    async def confirm(self, deliveries: list[Any]) -> None:
-        for outcome in await asyncio.gather(*deliveries, return_exceptions=True):
+    def _delivered(self, outcomes: list[Any]) -> list[Any]:
+        """The outcomes that are not failures; each failure is logged (previews are not retried)."""
+        for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 log.warning("%s: a streamed record was not delivered: %s", self.runner.spec.name, outcome)
-            else:
-                self.sent += 1
+        return [outcome for outcome in outcomes if not isinstance(outcome, BaseException)]
+
+    async def enqueued(self) -> list[Any]:
+        """Wait until every streamed record is in the producer's queue (so results queue behind them)."""
+        return self._delivered(await asyncio.gather(*self.queued, return_exceptions=True))
+
+    async def confirm(self, deliveries: list[Any]) -> None:
+        self._delivered(await asyncio.gather(*deliveries, return_exceptions=True))
 
 
 class StageRunner:
@@ -194,7 +195,7 @@ class StageRunner:
                 records.append(record)
                 slots.append((event, record))
                 if emit is not None:
-                    emit.keys[getattr(record, "message_id", "")] = event.message.key
+                    emit.keys[getattr(record, "message_id", None)] = event.message.key
             else:
                 slots.append((event, None))  # not for this stage (e.g. a resonated scene)
         if not records:
@@ -239,7 +240,7 @@ class StageRunner:
                 delay = min(delay * 2, 5.0)
 
     async def handle(self, stream: Any, events: list[Any]) -> None:
-        emit = Streamed(self, asyncio.get_running_loop(), {}) if self.spec.streams else None
+        emit = Streamed(self, asyncio.get_running_loop()) if self.spec.streams else None
         if self.spec.in_thread:
             sends = await asyncio.to_thread(self.plan, events, emit)
         else:

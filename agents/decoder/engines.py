@@ -55,6 +55,11 @@ class Engine(Protocol):
     def generate(self, requests: Sequence[Request], on_delta: Optional[OnDelta] = None) -> list[Generation]: ...
 
 
+def served_adapter(adapters: dict[str, Path], register: str) -> str:
+    """The adapter that answers ``register``: its own when the engine has it, else the base model."""
+    return register if register in adapters else BASE
+
+
 def adapters_in(folder: Path) -> dict[str, Path]:
     """Register name → adapter folder, for every register that has one."""
     found = {}
@@ -161,9 +166,6 @@ class TransformersEngine:
             log.warning("no LoRA adapters in %s: every register answers with the base model", adapters_dir(settings))
             self.net = base.eval()
 
-    def adapter_for(self, register: str) -> str:
-        return register if register in self.adapters else BASE
-
     def generate(self, requests: Sequence[Request], on_delta: Optional[OnDelta] = None) -> list[Generation]:
         import torch
         from transformers import StoppingCriteriaList
@@ -178,7 +180,7 @@ class TransformersEngine:
         pad = self.tokenizer.pad_token_id
         ids = torch.tensor([[pad] * (width - len(e)) + e for e in encoded], device=self.device)
         mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=self.device)
-        names = [self.adapter_for(r.adapter) if r.adapter != BASE else BASE for r in requests]
+        names = [served_adapter(self.adapters, r.adapter) for r in requests]
         kwargs = {}
         if self.adapters:
             kwargs["adapter_names"] = ["__base__" if n == BASE else n for n in names]
@@ -243,7 +245,7 @@ class OpenAIEngine:
             if getattr(chunk, "usage", None):
                 usage = chunk.usage
         done = time.perf_counter()
-        return Generation(text="".join(parts), adapter=model if model in self.adapters else BASE,
+        return Generation(text="".join(parts), adapter=served_adapter(self.adapters, model),
                           prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
                           completion_tokens=getattr(usage, "completion_tokens", 0) or len(parts),
                           first_token_ms=round(((first or done) - started) * 1000, 2),
@@ -381,7 +383,7 @@ class VLLMEngine:
                 if out.finished:
                     ends[i] = now
         done = time.perf_counter()
-        return [Generation(text="".join(texts[i]), adapter=request.adapter if request.adapter in self.adapters else BASE,
+        return [Generation(text="".join(texts[i]), adapter=served_adapter(self.adapters, request.adapter),
                            prompt_tokens=prompt_tokens[i], completion_tokens=tokens[i],
                            first_token_ms=round((firsts[i] - started) * 1000, 2) if i in firsts else None,
                            total_ms=round((ends.get(i, done) - started) * 1000, 2))

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
-from scenestream.agents.decoder.engines import BASE, Engine, Request
+from scenestream.agents.decoder.engines import Engine, Request, served_adapter
 from scenestream.agents.decoder.prompt import SYMBOLS, build_prompt, clean_answer, settled_answer
 from scenestream.schemas.records import LoraOutput, Scene, now_ms
 
@@ -70,9 +70,6 @@ class Decoder:
             out.append(Request(prompt=build_prompt(scene, register, echoes), adapter=register))
         return out
 
-    def adapter_for(self, register: str) -> str:
-        return register if register in self.engine.adapters else BASE
-
     def output(self, scene: Scene, text: str, final: bool, seq: int, **fields) -> LoraOutput:
         register = register_for(scene)
         return LoraOutput(
@@ -82,7 +79,7 @@ class Decoder:
             tenant=scene.tenant,
             text=text,
             register=register,
-            adapter=fields.pop("adapter", None) or self.adapter_for(register),
+            adapter=fields.pop("adapter", None) or served_adapter(self.engine.adapters, register),
             engine=self.engine.name,
             model=self.engine.model,
             delta_code=scene.delta_code,
