@@ -57,11 +57,11 @@ async def ask_once(text: str, session: Optional[str] = None, timeout: float = 12
             sent = time.perf_counter()
             sent_wall = time.time()
             await publish(s, [record])
-            found = await watcher.wait(record.message_id, final.full_name(s), timeout)
+            until = {final.full_name(s): None}
             if mode == "embedded" and s.memory:
                 # this stack stops with the call: let memory link the answer to its scene first
-                found.update(await watcher.wait(record.message_id, MEMORY_EVENTS.full_name(s), 60,
-                                                accept=lambda event: event.event == "linked"))
+                until[MEMORY_EVENTS.full_name(s)] = lambda event: event.event == "linked"
+            found = await watcher.wait(record.message_id, until, timeout)
         finally:
             await watcher.stop()
         done = time.perf_counter()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import AsyncIterator, Callable, Optional
+from typing import AsyncIterator, Callable, Mapping, Optional, Union
 
 from scenestream.schemas.codec import SchemaError, decode, encode, unpack
 from scenestream.schemas.records import RawText, Record, new_message_id
 from scenestream.settings import Settings
 from scenestream.topics import RAW_TEXT
+
+Accept = Callable[[Record], bool]
 
 
 def producer(settings: Settings, **kwargs):
@@ -114,7 +116,7 @@ class Watcher:
         self.dlqs = set(dlqs)
         self.on_partial = on_partial
         self.consumer = None
-        self.seen: dict[str, dict[str, Record]] = {}
+        self.seen: dict[str, dict[str, list[Record]]] = {}
         self.first_partial: dict[str, float] = {}
 
     async def start(self) -> None:
@@ -149,23 +151,34 @@ class Watcher:
             return
         if mid is not None:
             key = "dead_letter" if isinstance(item, DeadLetter) else record.topic
-            self.seen.setdefault(mid, {})[key] = item  # the latest wins: a resonated scene after the formed one
+            self.seen.setdefault(mid, {}).setdefault(key, []).append(item)
 
-    async def wait(self, message_id: str, until: str, timeout: float,
-                   accept: Optional[Callable[[Record], bool]] = None) -> dict[str, Record]:
-        """Records for ``message_id`` by kind, once one arrived on topic ``until`` (and ``accept`` likes it);
-        a dead letter raises."""
+    async def wait(self, message_id: str, until: Union[str, Mapping[str, Optional[Accept]]], timeout: float,
+                   accept: Optional[Accept] = None) -> dict[str, Record]:
+        """Records for ``message_id`` by kind, once every topic in ``until`` has one its test accepts.
+
+        ``until`` is one topic (tested by ``accept``) or a mapping topic → test
+        (``None`` accepts anything); wait for everything a caller needs in one
+        call, since the records of a message are handed out once. Per topic the
+        result is the latest accepted record (for ``until`` topics) or the latest
+        record (a resonated scene after the formed one). A dead letter raises.
+        """
+        tests = {until: accept} if isinstance(until, str) else dict(until)
         deadline = time.monotonic() + timeout
         while True:
             got = self.seen.get(message_id, {})
             if "dead_letter" in got:
-                item = got["dead_letter"]
+                item = got["dead_letter"][-1]
                 raise DeadLettered(f"{item.stage} refused the message ({item.error_type}): {item.reason}")
-            if until in got and (accept is None or accept(got[until])):
-                found = self.seen.pop(message_id)
+            chosen = {topic: [item for item in got.get(topic, ()) if test is None or test(item)]
+                      for topic, test in tests.items()}
+            if all(chosen.values()):
+                found = {topic: items[-1] for topic, items in self.seen.pop(message_id).items()}
+                found.update({topic: items[-1] for topic, items in chosen.items()})
                 return {self.topics[topic].kind: item for topic, item in found.items()}
             if time.monotonic() > deadline:
-                raise TimeoutError(f"no result on {until} for message {message_id} within {timeout:.0f}s")
+                missing = ", ".join(topic for topic, items in chosen.items() if not items)
+                raise TimeoutError(f"no result on {missing} for message {message_id} within {timeout:.0f}s")
             batch = await self.consumer.getmany(timeout_ms=100)
             for records in batch.values():
                 for record in records:

@@ -18,6 +18,10 @@ def base_model():
     return provision(Settings(), progress=False)
 
 
+def linked(event: MemoryEvent) -> bool:
+    return event.event == "linked"
+
+
 async def ask_all(s, items):
     """Publish (text, session) one after the other; the answer of each before the next is sent."""
     watched = {SCENES.full_name(s): Scene, LORA_OUTPUTS.full_name(s): LoraOutput,
@@ -29,10 +33,9 @@ async def ask_all(s, items):
         for text, session in items:
             record = raw_text(text, session_id=session)
             await publish(s, [record])
-            got = await watcher.wait(record.message_id, LORA_OUTPUTS.full_name(s), timeout=240)
-            # the memory stage links the answer to its scene: wait for that too
-            got.update(await watcher.wait(record.message_id, MEMORY_EVENTS.full_name(s), timeout=60,
-                                          accept=lambda event: event.event == "linked"))
+            # the answer, and the memory stage linking it to its scene
+            got = await watcher.wait(record.message_id, {LORA_OUTPUTS.full_name(s): None,
+                                                         MEMORY_EVENTS.full_name(s): linked}, timeout=240)
             results.append(got)
     finally:
         await watcher.stop()
