@@ -447,6 +447,47 @@ def bench_decoder(
     typer.echo(json.dumps(report, indent=2, ensure_ascii=False))
 
 
+@bench_app.command("lora")
+def bench_lora(
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+    prompts: int = typer.Option(16, help="Held-out prompts in the mixed batch (registers round-robin, every fifth "
+                                "row the base model)."),
+    new_tokens: int = typer.Option(40, help="New tokens per answer (greedy)."),
+    repeats: int = typer.Option(3, help="Timed batches per kernel, taking turns (median reported)."),
+    kernels: str = typer.Option("peft,stacked", help="SCENESTREAM_LORA_KERNEL values to compare; the first is the "
+                                "reference for identical answers."),
+) -> None:
+    """One mixed-adapter batch on the real base model: PEFT adapter_names vs the stacked LoRA, tok/s and answers."""
+    from scenestream.ops.bench_lora import run_lora_bench
+
+    chosen = tuple(k.strip() for k in kernels.split(",") if k.strip())
+    unknown = [k for k in chosen if k not in ("peft", "stacked", "bgmv")]
+    if unknown or not chosen:
+        _fail(f"--kernels takes peft, stacked and bgmv, got {kernels!r}", 2)
+    report = run_lora_bench(prompts, new_tokens, repeats, chosen, progress=not as_json)
+    typer.echo(json.dumps(report, indent=2, ensure_ascii=False))
+
+
+@bench_app.command("gpu")
+def bench_gpu(
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+    device: str = typer.Option("cuda", help="cuda (default; refuses without it) or cpu (with --small only)."),
+    small: bool = typer.Option(False, "--small", help="Tiny sizes: a smoke run, the only way on a CPU."),
+    out: Optional[Path] = typer.Option(None, help="Also write the report here, rewritten after every section."),
+) -> None:
+    """PEFT vs stacked LoRA vs base on Gemma 3 270M's architecture (random bf16 weights): one at a time and
+    mixed batches of 256, static cache + compiled decode, LoRA training tok/s; ratios against the targets."""
+    from scenestream.ops.bench_gpu import BenchRefused, format_report, run_gpu_bench
+
+    try:
+        report = run_gpu_bench(device, small, out, progress=not as_json)
+    except BenchRefused as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(report, indent=2) if as_json else format_report(report))
+    if report["errors"]:
+        _fail(f"{len(report['errors'])} section(s) failed: " + ", ".join(e["section"] for e in report["errors"]))
+
+
 @bench_app.command("quality")
 def bench_quality(
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),

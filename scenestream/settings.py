@@ -118,6 +118,17 @@ class Settings(BaseSettings):
     vllm_tcmalloc: bool = Field(
         True, description="Preload tcmalloc into vLLM's CPU engine core when the machine has it (about 2x faster)."
     )
+    lora_kernel: Literal["stacked", "bgmv", "peft"] = Field(
+        "stacked",
+        description="How the transformers engine mixes adapters in one batch: stacked (every adapter's LoRA "
+        "stacked, one slot per row, static shapes that compile), bgmv (the same with a per-row gather of the "
+        "weights, for comparison) or peft (PEFT's adapter_names: a loop over the adapters in every layer).",
+    )
+    compile: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Static KV cache and a torch.compile'd decoding step (CUDA graphs) in the transformers "
+        "engine: auto = on with CUDA, off on CPU; on forces it (CPU too); never with SCENESTREAM_LORA_KERNEL=peft.",
+    )
     max_new_tokens: int = Field(80, ge=1, description="Longest answer in tokens.")
     stream: bool = Field(
         True, description="Stream answers: partial lora-outputs (final=false) while tokens come, then the whole one."

