@@ -71,42 +71,53 @@ def run_decoder_bench(n: int = 64, batch: int = 16, include_vllm: bool = True, p
             print(msg, file=sys.stderr, flush=True)
 
     say("decoder bench: loading transformers + PEFT …")
-    engine = TransformersEngine(settings)
-    requests = Decoder(engine).requests(scenes)
-    report["adapters"] = sorted(engine.adapters)
+    peft = TransformersEngine(settings.model_copy(update={"lora_kernel": "peft"}))
+    requests = Decoder(peft).requests(scenes)
+    report["adapters"] = sorted(peft.adapters)
     single = requests[:single_limit] if single_limit else requests
-    say(f"decoder bench: (a) transformers, one request at a time ({len(single)}) …")
-    report["a_transformers_single"] = _run(engine, single, 1)
-    say(f"decoder bench: (b) transformers, batches of {batch} …")
-    report["b_transformers_batched"] = _run(engine, requests, batch)
+    say(f"decoder bench: (a) transformers + PEFT, one request at a time ({len(single)}) …")
+    report["a_transformers_single"] = _run(peft, single, 1)
+    if settings.lora_kernel != "peft":
+        say(f"decoder bench: (b') transformers + PEFT (adapter_names), batches of {batch} …")
+        report["b_transformers_batched_peft"] = {**_run(peft, requests, batch), "lora_kernel": "peft"}
+    del peft
+    say(f"decoder bench: (b) the transformers engine (LoRA kernel {settings.lora_kernel}), batches of {batch} …")
+    engine = TransformersEngine(settings)
+    report["b_transformers_batched"] = {**_run(engine, requests, batch), "lora_kernel": settings.lora_kernel}
     del engine
     if include_vllm and vllm_available():
         from scenestream.agents.decoder.engines import find_tcmalloc
 
         tcmalloc = find_tcmalloc() if settings.vllm_tcmalloc else None
-        say(f"decoder bench: (c) vLLM multi-LoRA (engine start not counted; tcmalloc: {tcmalloc}) …")
-        vllm = VLLMEngine(settings)
-        report["c_vllm"] = {**_run(vllm, requests, len(requests)), "tcmalloc": tcmalloc}
-        vllm.close()
+        variants = [("c_vllm", "(c) vLLM multi-LoRA", {})]
+        if settings.vllm_cpu_ops:
+            variants.append(("c_vllm_without_cpu_ops", "(c') the same with vLLM's own CPU LoRA and penalty ops",
+                             {"vllm_cpu_ops": False}))
         if tcmalloc:
-            say("decoder bench: (c') the same vLLM engine without tcmalloc …")
-            vllm = VLLMEngine(settings.model_copy(update={"vllm_tcmalloc": False}))
-            report["c_vllm_without_tcmalloc"] = _run(vllm, requests, len(requests))
+            variants.append(("c_vllm_without_tcmalloc", "(c'') the same without tcmalloc", {"vllm_tcmalloc": False}))
+        for key, label, changes in variants:
+            say(f"decoder bench: {label} (engine start not counted) …")
+            vllm = VLLMEngine(settings.model_copy(update=changes))
+            report[key] = {**_run(vllm, requests, len(requests)),
+                           "tcmalloc": tcmalloc if changes.get("vllm_tcmalloc", settings.vllm_tcmalloc) else None,
+                           "scenestream_cpu_ops": changes.get("vllm_cpu_ops", settings.vllm_cpu_ops)}
             vllm.close()
     else:
         report["c_vllm"] = {"skipped": "vLLM is not installed in this environment"}
     a = report["a_transformers_single"]["tokens_per_s"]
     report["ratio_b_over_a"] = round(report["b_transformers_batched"]["tokens_per_s"] / a, 2)
-    if "tokens_per_s" in report["c_vllm"]:
-        report["ratio_c_over_a"] = round(report["c_vllm"]["tokens_per_s"] / a, 2)
-    if "c_vllm_without_tcmalloc" in report:
-        report["ratio_c_without_tcmalloc_over_a"] = round(report["c_vllm_without_tcmalloc"]["tokens_per_s"] / a, 2)
+    if "b_transformers_batched_peft" in report:
+        report["ratio_b_peft_over_a"] = round(report["b_transformers_batched_peft"]["tokens_per_s"] / a, 2)
+    for key in ("c_vllm", "c_vllm_without_cpu_ops", "c_vllm_without_tcmalloc"):
+        if "tokens_per_s" in report.get(key, {}):
+            report[f"ratio_{key[2:]}_over_a"] = round(report[key]["tokens_per_s"] / a, 2)
     report["targets"] = {"vllm_over_single_min": 10}
     return report
 
 
 def run_quality(per_register: int = 40, progress: bool = True) -> dict:
-    """Style fidelity (router agreement) and held-out answers, adapters vs base, on the test split."""
+    """Style fidelity (router agreement) and held-out answers, adapters vs base, on the test split; and the
+    router on the test split's reference answers themselves ("reference": the ceiling imitation can reach)."""
     from scenestream.agents.decoder.engines import BASE, Request, TransformersEngine
     from scenestream.agents.decoder.prompt import clean_answer
     from scenestream.agents.decoder.train import load_examples, prompts_for
@@ -119,6 +130,13 @@ def run_quality(per_register: int = 40, progress: bool = True) -> dict:
     tokenizer = default_tokenizer()
     router = SceneBuilder()
     report: dict = {"benchmark": "quality", "adapters": sorted(engine.adapters), "per_register": {}}
+
+    def routed_share(answers: list[str], register: str) -> float:
+        """The share of ``answers`` the router assigns to ``register`` (an empty answer counts as a miss)."""
+        toks = [tokenizer.tokenize(RawText(message_id=f"q{i}", session_id="q", text=a if a.strip() else "…"))
+                for i, a in enumerate(answers)]
+        return round(sum(s.register == register for s in router.build(toks)) / len(toks), 4)
+
     for register in REGISTERS:
         rows = load_examples(register, "test")[:per_register]
         prompts = [p for p, _a in prompts_for(rows, register)]
@@ -130,16 +148,14 @@ def run_quality(per_register: int = 40, progress: bool = True) -> dict:
             for i in range(0, len(prompts), 16):
                 answers += [clean_answer(g.text) for g in
                             engine.generate([Request(p, adapter) for p in prompts[i : i + 16]])]
-            texts = [a if a.strip() else "…" for a in answers]
-            toks = [tokenizer.tokenize(RawText(message_id=f"q{i}", session_id="q", text=t))
-                    for i, t in enumerate(texts)]
-            routed = router.build(toks)
             fidelity[adapter] = {
-                "style_fidelity": round(sum(s.register == register for s in routed) / len(routed), 4),
+                "style_fidelity": routed_share(answers, register),
                 "empty_answers": sum(1 for a in answers if not a.strip()),
                 "example": answers[0][:200],
             }
-        report["per_register"][register] = {"adapter": fidelity[register], "base": fidelity[BASE]}
+        reference = routed_share([row["answer"] for row in rows], register)
+        report["per_register"][register] = {"adapter": fidelity[register], "base": fidelity[BASE],
+                                            "reference": {"style_fidelity": reference}}
     report["targets"] = {"style_fidelity_min": 0.9}
     return report
 

@@ -274,6 +274,8 @@ def train(
     resume: bool = typer.Option(False, help="Continue from OUT/.checkpoints/REGISTER."),
     save_every: int = typer.Option(50, help="Checkpoint every N steps."),
     limit: Optional[int] = typer.Option(None, help="Only the first N examples (a smoke run)."),
+    router_agreed: bool = typer.Option(False, help="Train only on the examples whose answer the scene router "
+                                       "assigns to REGISTER (the plainest voice of the register)."),
     out: Optional[Path] = typer.Option(None, help="Output folder (default: the shipped adapters folder)."),
 ) -> None:
     """Train one register's LoRA adapter (CPU, one GPU, or many under `accelerate launch`)."""
@@ -290,7 +292,8 @@ def train(
     except FileNotFoundError as exc:
         _fail(str(exc))
     cfg = TrainConfig(register=register, out=out or SHIPPED_ADAPTERS, epochs=epochs, batch_size=batch_size, lr=lr,
-                      rank=rank, qlora=qlora, resume=resume, save_every=save_every, limit=limit)
+                      rank=rank, qlora=qlora, resume=resume, save_every=save_every, limit=limit,
+                      router_agreed=router_agreed)
     result = run_training(cfg, base)
     typer.echo(json.dumps(result))
 

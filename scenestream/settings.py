@@ -118,6 +118,11 @@ class Settings(BaseSettings):
     vllm_tcmalloc: bool = Field(
         True, description="Preload tcmalloc into vLLM's CPU engine core when the machine has it (about 2x faster)."
     )
+    vllm_cpu_ops: bool = Field(
+        True, description="vLLM on CPU: scenestream's LoRA products (no per-token copies of the adapters' weights) "
+        "and repetition penalty (only the seen tokens' logits) in vLLM's engine core "
+        "(agents/decoder/vllm_cpu_ops.py; `scenestream bench decoder` compares).",
+    )
     lora_kernel: Literal["stacked", "bgmv", "peft"] = Field(
         "stacked",
         description="How the transformers engine mixes adapters in one batch: stacked (every adapter's LoRA "

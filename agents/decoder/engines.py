@@ -360,6 +360,23 @@ def _engine_core_preload(wanted: bool = True):
             os.environ.pop("LD_PRELOAD", None)
 
 
+@contextlib.contextmanager
+def _engine_core_cpu_ops(wanted: bool = True):
+    """``SCENESTREAM_VLLM_CPU_OPS`` as ``wanted`` while vLLM spawns its engine core, which reads it in
+    the plugin of :mod:`vllm_cpu_ops`; this process's environment is restored afterwards."""
+    import os
+
+    saved = os.environ.get("SCENESTREAM_VLLM_CPU_OPS")
+    os.environ["SCENESTREAM_VLLM_CPU_OPS"] = "true" if wanted else "false"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("SCENESTREAM_VLLM_CPU_OPS", None)
+        else:
+            os.environ["SCENESTREAM_VLLM_CPU_OPS"] = saved
+
+
 class VLLMEngine:
     """In-process vLLM with every shipped adapter as a LoRA request."""
 
@@ -377,7 +394,8 @@ class VLLMEngine:
         self.settings = settings
         self.model = settings.base_model or path.name
         self.adapters = adapters_in(adapters_dir(settings))
-        with _engine_core_preload(settings.vllm_tcmalloc):
+        with _engine_core_preload(settings.vllm_tcmalloc), \
+                _engine_core_cpu_ops(settings.vllm_cpu_ops):
             self.llm = LLM(model=str(path), enable_lora=bool(self.adapters), max_loras=max(1, len(self.adapters)),
                            max_lora_rank=settings.max_lora_rank, dtype="bfloat16", max_model_len=1024, seed=0,
                            gpu_memory_utilization=settings.vllm_memory_fraction)

@@ -47,6 +47,7 @@ class TrainConfig:
     resume: bool = False
     qlora: bool = False
     limit: Optional[int] = None  # train on the first N examples only (smoke runs)
+    router_agreed: bool = False  # only the examples whose answer the scene router assigns to the register
     seed: int = 0
 
 
@@ -70,6 +71,23 @@ def prompts_for(rows: list[dict], register: str) -> list[tuple[str, str]]:
     builder = SceneBuilder()
     scenes = [s for i in range(0, len(tokens), 64) for s in builder.build(tokens[i : i + 64])]
     return [(build_prompt(scene, register), row["answer"]) for scene, row in zip(scenes, rows)]
+
+
+def router_agreed(rows: list[dict], register: str) -> list[dict]:
+    """The rows whose *answer* the scene builder's register router assigns to ``register``: the answers
+    that speak most plainly in the register's voice (the router also reacts to topic: a logician's
+    answer about sleep can read as body). Style fidelity is measured with the same router, on answers
+    to held-out texts that no training choice ever sees."""
+    from scenestream.agents.scene.transform import SceneBuilder
+    from scenestream.agents.tokenizer.transform import default_tokenizer
+    from scenestream.schemas.records import RawText
+
+    tokenizer = default_tokenizer()
+    builder = SceneBuilder()
+    tokens = [tokenizer.tokenize(RawText(message_id=row["id"], session_id="train", text=row["answer"]))
+              for row in rows]
+    scenes = [s for i in range(0, len(tokens), 64) for s in builder.build(tokens[i : i + 64])]
+    return [row for row, scene in zip(rows, scenes) if scene.register == register]
 
 
 def encode_pairs(tokenizer, pairs: list[tuple[str, str]], max_len: int) -> list[tuple[list[int], list[int]]]:
@@ -100,6 +118,24 @@ def collate(batch, pad_id: int):
     return {"input_ids": input_ids, "labels": labels, "attention_mask": mask}
 
 
+def answer_loss(model, batch):
+    """The mean next-token loss over the answer tokens (labels ≠ -100), as ``model(**batch).loss`` gives
+    it, with the vocabulary projection computed only where some row of the batch has an answer token
+    next: Gemma's 262,144-entry head is most of a step's work, and the prompt's positions need none of it."""
+    import torch
+    import torch.nn.functional as F
+
+    targets = batch["labels"][:, 1:]
+    keep = (targets != -100).any(0).nonzero().squeeze(1)
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep).logits
+    wanted = targets[:, keep]
+    if logits.shape[1] != wanted.shape[1]:
+        raise RuntimeError(f"the model returned logits for {logits.shape[1]} positions, not the {wanted.shape[1]} "
+                           "asked for with logits_to_keep (a causal LM of transformers ≥ 4.50 is needed)")
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), wanted.reshape(-1), ignore_index=-100,
+                           reduction="mean") if int((wanted != -100).sum()) else logits.sum() * 0.0
+
+
 def mean_loss(model, batches, accelerator) -> float:
     import torch
 
@@ -108,7 +144,7 @@ def mean_loss(model, batches, accelerator) -> float:
     with torch.no_grad():
         for batch in batches:
             n = int((batch["labels"][:, 1:] != -100).sum())
-            loss = model(**batch).loss
+            loss = answer_loss(model, batch)
             total += float(loss) * n
             count += n
     model.train()
@@ -150,6 +186,9 @@ def train(cfg: TrainConfig, base_model: Path, progress: bool = True) -> dict:
         model = get_peft_model(model, LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=0.05,
                                                  target_modules=LORA_TARGETS, task_type="CAUSAL_LM"))
     train_rows = load_examples(cfg.register, "train")[: cfg.limit]
+    available = len(train_rows)
+    if cfg.router_agreed:
+        train_rows = router_agreed(train_rows, cfg.register)
     test_rows = load_examples(cfg.register, "test")[: cfg.limit]
     train_data = encode_pairs(tokenizer, prompts_for(train_rows, cfg.register), cfg.max_len)
     test_data = encode_pairs(tokenizer, prompts_for(test_rows, cfg.register), cfg.max_len)
@@ -187,7 +226,7 @@ def train(cfg: TrainConfig, base_model: Path, progress: bool = True) -> dict:
             for batch in loader:
                 if step >= total_steps:
                     break
-                loss = model(**batch).loss
+                loss = answer_loss(model, batch)
                 accelerator.backward(loss)
                 optimizer.step()
                 scheduler.step()
@@ -197,12 +236,17 @@ def train(cfg: TrainConfig, base_model: Path, progress: bool = True) -> dict:
                 bar.update(task, advance=1, loss=sum(losses[-10:]) / len(losses[-10:]))
                 if step % cfg.save_every == 0:
                     save_checkpoint()
+                    if progress and accelerator.is_main_process and not bar.console.is_terminal:
+                        bar.console.print(f"train {cfg.register}: step {step}/{total_steps}, "
+                                          f"loss {sum(losses[-10:]) / len(losses[-10:]):.3f}, checkpoint saved")
     save_checkpoint()
     adapter_loss = mean_loss(model, test_loader, accelerator)
     unwrapped = accelerator.unwrap_model(model)
     with unwrapped.disable_adapter():
         base_loss = mean_loss(model, test_loader, accelerator)
-    result = {"register": cfg.register, "steps": step, "train_examples": len(train_data),
+    result = {"register": cfg.register, "steps": step, "epochs": cfg.epochs, "lr": cfg.lr,
+              "router_agreed": cfg.router_agreed, "train_examples_available": available,
+              "train_examples": len(train_data),
               "test_examples": len(test_data), "heldout_loss_adapter": round(adapter_loss, 4),
               "heldout_loss_base": round(base_loss, 4), "final_train_loss": round(sum(losses[-10:]) /
                                                                                   max(1, len(losses[-10:])), 4)}
