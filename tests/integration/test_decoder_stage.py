@@ -48,3 +48,34 @@ def test_ask_path_through_the_broker(settings_factory, base_model):
     assert first.register == found[0]["scene"].register  # routed by the scene
     assert second.register == "logician"  # forced
     assert first.text.strip(), "the answer is empty"
+
+
+def test_the_provisioned_tokenizer_reads_words_and_the_adapter_knows_them(base_model):
+    """Gemma's tokenizer is a BPE with merges: whole words, not single characters (transformers 5 reads the
+    GGUF's tokenizer back without merges); the shipped adapter's held-out loss is what training recorded."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    from scenestream.agents.decoder.base_model import check_tokenizer, encode_prompt
+    from scenestream.agents.decoder.train import SHIPPED_ADAPTERS, collate, encode_pairs, load_examples, prompts_for
+
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    check_tokenizer(tokenizer)
+    pieces = [tokenizer.decode([i]) for i in encode_prompt(tokenizer, "Text: Why do people believe")]
+    assert pieces == ["<bos>", "Text", ":", " Why", " do", " people", " believe"]
+
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from scenestream.agents.decoder.train import mean_loss
+
+    rows = load_examples("logician", "test")[:8]
+    batch = collate(encode_pairs(tokenizer, prompts_for(rows, "logician"), 256), tokenizer.pad_token_id)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.bfloat16),
+                                      SHIPPED_ADAPTERS / "logician").eval()
+    recorded = json.loads((SHIPPED_ADAPTERS / "logician" / "scenestream-train.json").read_text())
+    assert mean_loss(model, [batch], None) < recorded["heldout_loss_base"]  # 40 rows there, 8 here
+    with model.disable_adapter():
+        assert mean_loss(model, [batch], None) < 5.0  # single characters gave 8

@@ -60,3 +60,18 @@ def test_router_agreed_keeps_the_answers_in_the_registers_voice():
     kept = router_agreed(rows, "logician")
     assert [row["id"] for row in kept] == ["a"]
     assert [row["id"] for row in router_agreed(rows, "body")] == ["b"]
+
+
+def test_gemma_tokenizer_is_rebuilt_as_bpe_with_merges_from_the_piece_scores():
+    from scenestream.agents.decoder.base_model import bpe_tokenizer, check_tokenizer
+
+    special = {"pad_token": "<pad>", "eos_token": "<eos>", "bos_token": "<bos>", "unk_token": "<unk>",
+               "mask_token": "<mask>"}
+    pieces = [(t, -1000.0) for t in special.values()]
+    pieces += [("th", -1.0), ("▁th", -2.0), ("▁the", -3.0), ("er", -4.0), ("the", -5.0),
+               ("▁", -10.0), ("t", -11.0), ("h", -12.0), ("e", -13.0), ("r", -14.0)]
+    tokenizer = bpe_tokenizer(pieces, special)
+    # merges by score: th, ▁+th, ▁th+e, (e+r no longer adjacent), th+e
+    assert tokenizer.tokenize("the ther") == ["the", "▁the", "r"]
+    with pytest.raises(RuntimeError, match="single characters|no BPE merges"):
+        check_tokenizer(bpe_tokenizer(pieces[:5] + pieces[-5:], special))  # no pieces longer than one character
