@@ -74,13 +74,14 @@ def test_sgmv_ops_explode_per_sequence_indices():
 
 
 def keep_vllm_ops(monkeypatch):
-    """Whatever a test installs into vLLM's modules is undone after it."""
+    """vLLM's own ops in its modules for the test (an engine started earlier in this process may have
+    installed scenestream's: vLLM runs its plugins in the calling process too); restored after it."""
     from vllm.lora.punica_wrapper import punica_cpu
     from vllm.v1.sample.ops import penalties
 
     for name in grouped.LORA_OPS:
-        monkeypatch.setattr(punica_cpu, name, getattr(punica_cpu, name))
-    monkeypatch.setattr(penalties, "apply_penalties", penalties.apply_penalties)
+        monkeypatch.setattr(punica_cpu, name, getattr(vllm_ops, name))
+    monkeypatch.setattr(penalties, "apply_penalties", vllm_apply_penalties)
     return punica_cpu, penalties
 
 
