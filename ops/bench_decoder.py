@@ -15,6 +15,7 @@ import json
 import statistics
 import sys
 import time
+from collections import Counter
 from typing import Optional
 
 from scenestream.schemas.records import REGISTERS
@@ -115,29 +116,34 @@ def run_decoder_bench(n: int = 64, batch: int = 16, include_vllm: bool = True, p
     return report
 
 
-def run_quality(per_register: int = 40, progress: bool = True) -> dict:
+def run_quality(per_register: int = 40, progress: bool = True, registers: tuple[str, ...] = REGISTERS) -> dict:
     """Style fidelity (router agreement) and held-out answers, adapters vs base, on the test split; and the
-    router on the test split's reference answers themselves ("reference": the ceiling imitation can reach)."""
+    router on the test split's reference answers themselves ("reference": what plain imitation reaches).
+    ``misread_as`` counts the registers the router gave the answers it did not assign to ``register``;
+    ``heldout_loss``: the test split's answers under the adapter and under the base model (as training
+    reports it, recomputed here for the adapters the engine serves)."""
     from scenestream.agents.decoder.engines import BASE, Request, TransformersEngine
+    from scenestream.agents.decoder.base_model import base_model_path
     from scenestream.agents.decoder.prompt import clean_answer
-    from scenestream.agents.decoder.train import load_examples, prompts_for
-    from scenestream.agents.scene.transform import SceneBuilder
-    from scenestream.agents.tokenizer.transform import default_tokenizer
-    from scenestream.schemas.records import RawText
+    from scenestream.agents.decoder.train import heldout_losses, load_examples, prompts_for, router_reading
 
     settings = get_settings()
     engine = TransformersEngine(settings)
-    tokenizer = default_tokenizer()
-    router = SceneBuilder()
+    base = base_model_path(settings)
     report: dict = {"benchmark": "quality", "adapters": sorted(engine.adapters), "per_register": {}}
 
-    def routed_share(answers: list[str], register: str) -> float:
-        """The share of ``answers`` the router assigns to ``register`` (an empty answer counts as a miss)."""
-        toks = [tokenizer.tokenize(RawText(message_id=f"q{i}", session_id="q", text=a if a.strip() else "…"))
-                for i, a in enumerate(answers)]
-        return round(sum(s.register == register for s in router.build(toks)) / len(toks), 4)
+    unknown = sorted(set(registers) - set(REGISTERS))
+    if unknown:
+        raise ValueError(f"unknown register(s) {unknown}; the registers are {list(REGISTERS)}")
 
-    for register in REGISTERS:
+    def routed(answers: list[str], register: str) -> dict:
+        """The share of ``answers`` the router assigns to ``register`` (an empty answer counts as a miss)
+        and what it read the others as."""
+        read, _weights = router_reading(answers)
+        return {"style_fidelity": round(sum(r == register for r in read) / len(read), 4),
+                "misread_as": dict(Counter(r for r in read if r != register).most_common())}
+
+    for register in registers:
         rows = load_examples(register, "test")[:per_register]
         prompts = [p for p, _a in prompts_for(rows, register)]
         fidelity = {}
@@ -149,13 +155,18 @@ def run_quality(per_register: int = 40, progress: bool = True) -> dict:
                 answers += [clean_answer(g.text) for g in
                             engine.generate([Request(p, adapter) for p in prompts[i : i + 16]])]
             fidelity[adapter] = {
-                "style_fidelity": routed_share(answers, register),
+                **routed(answers, register),
                 "empty_answers": sum(1 for a in answers if not a.strip()),
                 "example": answers[0][:200],
             }
-        reference = routed_share([row["answer"] for row in rows], register)
         report["per_register"][register] = {"adapter": fidelity[register], "base": fidelity[BASE],
-                                            "reference": {"style_fidelity": reference}}
+                                            "reference": routed([row["answer"] for row in rows], register)}
+        if register in engine.adapters:
+            if progress:
+                print(f"quality: {register} held-out loss …", file=sys.stderr, flush=True)
+            losses = heldout_losses(base, engine.adapters[register], register)
+            report["per_register"][register]["adapter"]["heldout_loss"] = losses["heldout_loss_adapter"]
+            report["per_register"][register]["base"]["heldout_loss"] = losses["heldout_loss_base"]
     report["targets"] = {"style_fidelity_min": 0.9}
     return report
 

@@ -453,7 +453,7 @@ def run_engine_check(new_tokens: int = 48, batch: int = 16, repeats: int = 3, pr
                  for i in range(batch)]
         engine.generate(mixed)  # warm-up, not counted (the eager engine's first CUDA kernels)
 
-        def rate(batches: list) -> tuple[float, list]:
+        def rate(engine, batches: list) -> tuple[float, list]:
             rates, firsts = [], []
             for _ in range(repeats):
                 started = time.perf_counter()
@@ -462,8 +462,8 @@ def run_engine_check(new_tokens: int = 48, batch: int = 16, repeats: int = 3, pr
                 firsts += [g.first_token_ms for g in made if g.first_token_ms is not None]
             return round(statistics.median(rates), 1), firsts
 
-        single, firsts = rate([[r] for r in mixed[:4]])
-        batched, _ = rate([mixed])
+        single, firsts = rate(engine, [[r] for r in mixed[:4]])
+        batched, _ = rate(engine, [mixed])
         answers[label] = [g.text for g in engine.generate(mixed)]
         expected, why = compile_decision(mode, engine.device, engine.lora_kernel)
         report[label] = {"compile_setting": mode, "compile_expected": expected, "why": why,

@@ -12,7 +12,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -276,16 +276,23 @@ def train(
     limit: Optional[int] = typer.Option(None, help="Only the first N examples (a smoke run)."),
     router_agreed: bool = typer.Option(False, help="Train only on the examples whose answer the scene router "
                                        "assigns to REGISTER (the plainest voice of the register)."),
+    with_sampled: bool = typer.Option(False, help="Also train on data/decoder/sampled/REGISTER.jsonl "
+                                      "(answers sampled from the adapter and kept by the router; see sample-answers)."),
+    max_sampled: Optional[int] = typer.Option(None, help="With --with-sampled: only the N sampled answers the "
+                                              "router is surest of."),
     out: Optional[Path] = typer.Option(None, help="Output folder (default: the shipped adapters folder)."),
 ) -> None:
     """Train one register's LoRA adapter (CPU, one GPU, or many under `accelerate launch`)."""
     from scenestream.agents.decoder.base_model import base_model_path
+    from scenestream.agents.decoder.sampling import sampled_path
     from scenestream.agents.decoder.train import SHIPPED_ADAPTERS, TrainConfig
     from scenestream.agents.decoder.train import train as run_training
     from scenestream.schemas.records import REGISTERS
 
     if register not in REGISTERS:
         _fail(f"--register must be one of {', '.join(REGISTERS)}", 2)
+    if max_sampled is not None and not with_sampled:
+        _fail("--max-sampled needs --with-sampled", 2)
     s = get_settings()
     try:
         base = base_model_path(s)
@@ -293,9 +300,56 @@ def train(
         _fail(str(exc))
     cfg = TrainConfig(register=register, out=out or SHIPPED_ADAPTERS, epochs=epochs, batch_size=batch_size, lr=lr,
                       rank=rank, qlora=qlora, resume=resume, save_every=save_every, limit=limit,
-                      router_agreed=router_agreed)
-    result = run_training(cfg, base)
+                      router_agreed=router_agreed, sampled=sampled_path(register) if with_sampled else None, max_sampled=max_sampled)
+    try:
+        result = run_training(cfg, base)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
     typer.echo(json.dumps(result))
+
+
+@app.command("sample-answers")
+def sample_answers(
+    register: str = typer.Option(..., help="poet, logician, body or philosopher."),
+    per_text: int = typer.Option(2, help="Answers sampled per training text."),
+    keep_per_text: int = typer.Option(1, help="At most this many kept per text (the router's most confident)."),
+    temperature: float = typer.Option(0.8, help="Sampling temperature."),
+    max_new_tokens: int = typer.Option(160, help="Longest answer; unfinished answers are refused."),
+    min_weight: float = typer.Option(0.5, help="The router's weight for REGISTER an answer needs to be kept."),
+    limit: Optional[int] = typer.Option(None, help="Only the first N texts (a smoke run)."),
+    out: Optional[Path] = typer.Option(None, help="Output file (default: data/decoder/sampled/REGISTER.jsonl)."),
+) -> None:
+    """Sample answers from REGISTER's adapter to every training text (never a test text), keep those the scene
+    router reads as REGISTER, and write them as extra training examples for `train --with-sampled`."""
+    from rich.progress import Progress
+
+    from scenestream.agents.decoder.engines import make_engine
+    from scenestream.agents.decoder.sampling import SampleConfig, sampled_path, training_texts, write_rows
+    from scenestream.agents.decoder.sampling import sample_answers as run_sampling
+    from scenestream.schemas.records import REGISTERS
+
+    if register not in REGISTERS:
+        _fail(f"--register must be one of {', '.join(REGISTERS)}", 2)
+    if per_text < 1 or keep_per_text < 1 or not 0 <= min_weight <= 1:
+        _fail("--per-text and --keep-per-text must be at least 1 and --min-weight within [0, 1]", 2)
+    cfg = SampleConfig(register=register, per_text=per_text, keep_per_text=keep_per_text, temperature=temperature,
+                       max_new_tokens=max_new_tokens, min_weight=min_weight, limit=limit)
+    settings = get_settings().model_copy(update={"temperature": temperature, "max_new_tokens": max_new_tokens})
+    texts = training_texts()[:limit]
+    try:
+        engine = make_engine(settings)
+    except (FileNotFoundError, RuntimeError) as exc:
+        _fail(str(exc))
+    with Progress(transient=True) as bar:
+        task = bar.add_task(f"sampling {register} ({engine.name})", total=len(texts) * per_text)
+        try:
+            rows, counts = run_sampling(cfg, engine, texts, on_batch=lambda n: bar.advance(task, n))
+        except RuntimeError as exc:
+            _fail(str(exc))
+    path = out or sampled_path(register)
+    write_rows(rows, path)
+    typer.echo(json.dumps({"register": register, "engine": engine.name, "out": str(path), **counts,
+                           "temperature": temperature, "min_weight": min_weight}))
 
 
 @app.command()
@@ -495,11 +549,20 @@ def bench_gpu(
 def bench_quality(
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
     per_register: int = typer.Option(40, help="Held-out prompts per register."),
+    register: Optional[List[str]] = typer.Option(
+        None, "--register", "-r", help="Only this register (repeat for several); all four by default."),
 ) -> None:
-    """Style fidelity of each adapter's answers (by the scene router) against the base model."""
+    """Style fidelity of each adapter's answers (by the scene router) against the base model and the
+    reference answers; SCENESTREAM_ADAPTERS_DIR measures adapters other than the shipped ones."""
     from scenestream.ops.bench_decoder import run_quality
+    from scenestream.schemas.records import REGISTERS
 
-    typer.echo(json.dumps(run_quality(per_register, progress=not as_json), indent=2, ensure_ascii=False))
+    chosen = tuple(register) if register else REGISTERS
+    unknown = sorted(set(chosen) - set(REGISTERS))
+    if unknown:
+        _fail(f"unknown register(s) {unknown}; choose from {', '.join(REGISTERS)}")
+    report = run_quality(per_register, progress=not as_json, registers=chosen)
+    typer.echo(json.dumps(report, indent=2, ensure_ascii=False))
 
 
 @bench_app.command("memory")

@@ -48,6 +48,8 @@ class TrainConfig:
     qlora: bool = False
     limit: Optional[int] = None  # train on the first N examples only (smoke runs)
     router_agreed: bool = False  # only the examples whose answer the scene router assigns to the register
+    sampled: Optional[Path] = None  # extra train rows: router-filtered sampled answers (sampling.py)
+    max_sampled: Optional[int] = None  # only the N sampled rows the router is surest of
     seed: int = 0
 
 
@@ -73,21 +75,27 @@ def prompts_for(rows: list[dict], register: str) -> list[tuple[str, str]]:
     return [(build_prompt(scene, register), row["answer"]) for scene, row in zip(scenes, rows)]
 
 
-def router_agreed(rows: list[dict], register: str) -> list[dict]:
-    """The rows whose *answer* the scene builder's register router assigns to ``register``: the answers
-    that speak most plainly in the register's voice (the router also reacts to topic: a logician's
-    answer about sleep can read as body). Style fidelity is measured with the same router, on answers
-    to held-out texts that no training choice ever sees."""
+def router_reading(texts: list[str]) -> tuple[list[str], list[dict[str, float]]]:
+    """The register the scene builder's router gives each text (an answer, here), and its weights."""
     from scenestream.agents.scene.transform import SceneBuilder
     from scenestream.agents.tokenizer.transform import default_tokenizer
     from scenestream.schemas.records import RawText
 
     tokenizer = default_tokenizer()
     builder = SceneBuilder()
-    tokens = [tokenizer.tokenize(RawText(message_id=row["id"], session_id="train", text=row["answer"]))
-              for row in rows]
+    tokens = [tokenizer.tokenize(RawText(message_id=f"r{i}", session_id="router", text=t if t.strip() else "…"))
+              for i, t in enumerate(texts)]
     scenes = [s for i in range(0, len(tokens), 64) for s in builder.build(tokens[i : i + 64])]
-    return [row for row, scene in zip(rows, scenes) if scene.register == register]
+    return [s.register for s in scenes], [{w.name: w.weight for w in s.registers} for s in scenes]
+
+
+def router_agreed(rows: list[dict], register: str) -> list[dict]:
+    """The rows whose *answer* the scene builder's register router assigns to ``register``: the answers
+    that speak most plainly in the register's voice (the router also reacts to topic: a logician's
+    answer about sleep can read as body). Style fidelity is measured with the same router, on answers
+    to held-out texts that no training choice ever sees."""
+    reads, _weights = router_reading([row["answer"] for row in rows])
+    return [row for row, read in zip(rows, reads) if read == register]
 
 
 def encode_pairs(tokenizer, pairs: list[tuple[str, str]], max_len: int) -> list[tuple[list[int], list[int]]]:
@@ -136,7 +144,7 @@ def answer_loss(model, batch):
                            reduction="mean") if int((wanted != -100).sum()) else logits.sum() * 0.0
 
 
-def mean_loss(model, batches, accelerator) -> float:
+def mean_loss(model, batches) -> float:
     import torch
 
     total, count = 0.0, 0
@@ -151,6 +159,28 @@ def mean_loss(model, batches, accelerator) -> float:
     return total / max(1, count)
 
 
+def heldout_losses(base_model: Path, adapter: Path, register: str, batch_size: int = 8,
+                   max_len: int = 256, limit: Optional[int] = None) -> dict:
+    """The held-out (test split) answer loss of the adapter in ``adapter`` and of the base model without it,
+    as training reports them at its end (bf16, as trained); for adapters already saved."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not (adapter / "adapter_config.json").exists():
+        raise FileNotFoundError(f"no LoRA adapter in {adapter} (adapter_config.json missing)")
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.bfloat16), adapter)
+    test = encode_pairs(tokenizer, prompts_for(load_examples(register, "test")[:limit], register), max_len)
+    batches = [collate(test[i : i + batch_size], pad_id) for i in range(0, len(test), batch_size)]
+    adapter_loss = mean_loss(model, batches)
+    with model.disable_adapter():
+        base_loss = mean_loss(model, batches)
+    return {"test_examples": len(test), "heldout_loss_adapter": round(adapter_loss, 4),
+            "heldout_loss_base": round(base_loss, 4)}
+
+
 def train(cfg: TrainConfig, base_model: Path, progress: bool = True) -> dict:
     """Train (or resume) one adapter; returns the held-out losses."""
     import torch
@@ -161,6 +191,11 @@ def train(cfg: TrainConfig, base_model: Path, progress: bool = True) -> dict:
 
     if cfg.register not in REGISTERS:
         raise ValueError(f"unknown register {cfg.register!r}: one of {', '.join(REGISTERS)}")
+    sampled_rows = []  # checked before the model is loaded
+    if cfg.sampled is not None:
+        from scenestream.agents.decoder.sampling import load_sampled
+
+        sampled_rows = load_sampled(cfg.sampled, cfg.register, cfg.max_sampled)[: cfg.limit]
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     accelerator = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() and not cfg.qlora else "no")
@@ -189,6 +224,7 @@ def train(cfg: TrainConfig, base_model: Path, progress: bool = True) -> dict:
     available = len(train_rows)
     if cfg.router_agreed:
         train_rows = router_agreed(train_rows, cfg.register)
+    train_rows = train_rows + sampled_rows
     test_rows = load_examples(cfg.register, "test")[: cfg.limit]
     train_data = encode_pairs(tokenizer, prompts_for(train_rows, cfg.register), cfg.max_len)
     test_data = encode_pairs(tokenizer, prompts_for(test_rows, cfg.register), cfg.max_len)
@@ -240,12 +276,13 @@ def train(cfg: TrainConfig, base_model: Path, progress: bool = True) -> dict:
                         bar.console.print(f"train {cfg.register}: step {step}/{total_steps}, "
                                           f"loss {sum(losses[-10:]) / len(losses[-10:]):.3f}, checkpoint saved")
     save_checkpoint()
-    adapter_loss = mean_loss(model, test_loader, accelerator)
+    adapter_loss = mean_loss(model, test_loader)
     unwrapped = accelerator.unwrap_model(model)
     with unwrapped.disable_adapter():
-        base_loss = mean_loss(model, test_loader, accelerator)
+        base_loss = mean_loss(model, test_loader)
     result = {"register": cfg.register, "steps": step, "epochs": cfg.epochs, "lr": cfg.lr,
               "router_agreed": cfg.router_agreed, "train_examples_available": available,
+              "sampled_examples": len(sampled_rows), "sampled_from": cfg.sampled.name if cfg.sampled else None,
               "train_examples": len(train_data),
               "test_examples": len(test_data), "heldout_loss_adapter": round(adapter_loss, 4),
               "heldout_loss_base": round(base_loss, 4), "final_train_loss": round(sum(losses[-10:]) /

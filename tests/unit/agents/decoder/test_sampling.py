@@ -1,0 +1,132 @@
+"""Router-filtered sampling's pure pieces: which texts, which answers are refused, which are kept."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from scenestream.agents.decoder.engines import Generation
+from scenestream.agents.decoder.sampling import (
+    SampleConfig,
+    acceptable,
+    language_of,
+    load_sampled,
+    loops,
+    sample_answers,
+    select,
+    training_texts,
+)
+
+pytestmark = pytest.mark.unit
+
+
+def write_jsonl(path, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+def test_training_texts_never_include_a_test_text_of_any_corpus(tmp_path):
+    write_jsonl(tmp_path / "data" / "decoder" / "poet.jsonl", [
+        {"text": "shared", "lang": "en", "split": "train"},
+        {"text": "only poet train", "lang": "en", "split": "train"},
+        {"text": "poet test", "lang": "en", "split": "test"},
+    ])
+    write_jsonl(tmp_path / "data" / "decoder" / "logician.jsonl", [
+        {"text": "shared", "lang": "en", "split": "train"},
+        {"text": "poet test", "lang": "en", "split": "train"},  # a test text elsewhere: never sampled
+    ])
+    write_jsonl(tmp_path / "data" / "registers" / "ru.jsonl", [
+        {"text": "Привет", "lang": "ru", "split": "train"},
+        {"text": "shared", "lang": "en", "split": "test"},  # held out by the router's data
+    ])
+    assert training_texts(tmp_path) == [{"text": "only poet train", "lang": "en"}, {"text": "Привет", "lang": "ru"}]
+
+
+def test_the_shipped_texts_leave_out_every_held_out_prompt():
+    from scenestream.agents.decoder.train import load_examples
+    from scenestream.schemas.records import REGISTERS
+
+    texts = {t["text"] for t in training_texts()}
+    held_out = {row["text"].strip() for r in REGISTERS for row in load_examples(r, "test")}
+    assert len(texts) > 1000 and not texts & held_out
+
+
+def test_language_loops_and_refusals():
+    assert language_of("Почему осенью грустно? Because.") == "ru"
+    assert language_of("Why is autumn sad? Потому.") == "en"
+    assert loops("one two three four and one two three four")
+    assert not loops("one two three four five six seven")
+    assert acceptable("Первое: свет. Второе: холод. Вывод: гулять днём.", "ru", True) is None
+    assert acceptable("Первое: свет. Второе: холод. Вывод: гулять днём.", "en", True) == "wrong language"
+    assert acceptable("Первое: свет. Второе: холод. Вывод: гулять днём.", "ru", False) == "unfinished"
+    assert acceptable("Да.", "ru", True) == "too short"
+
+
+def test_select_keeps_the_most_confident_per_text_above_the_weight():
+    cands = [{"text": "a", "answer": "1"}, {"text": "a", "answer": "2"}, {"text": "b", "answer": "3"},
+             {"text": "c", "answer": "4"}]
+    kept = select(cands, "logician", [0.6, 0.9, 0.4, 0.95], ["logician", "logician", "logician", "body"],
+                  SampleConfig(register="logician", keep_per_text=1, min_weight=0.5))
+    assert [k["answer"] for k in kept] == ["2"]  # b is below the weight, c is read as body
+    kept = select(cands, "logician", [0.6, 0.9, 0.4, 0.95], ["logician"] * 4,
+                  SampleConfig(register="logician", keep_per_text=2, min_weight=0.5))
+    assert [k["answer"] for k in kept] == ["1", "2", "4"] and kept[0]["router_weight"] == 0.6
+
+
+def test_load_sampled_checks_the_rows_and_takes_the_most_confident(tmp_path):
+    path = tmp_path / "logician.jsonl"
+    rows = [{"id": f"logician-sampled-{i:04d}", "text": "t", "lang": "en", "answer": "a", "split": "train",
+             "router_weight": w} for i, w in enumerate([0.6, 0.9, 0.7, 0.95], start=1)]
+    write_jsonl(path, rows)
+    assert load_sampled(path, "logician") == rows
+    assert [r["router_weight"] for r in load_sampled(path, "logician", most=2)] == [0.9, 0.95]
+    with pytest.raises(ValueError, match="not sampled poet train rows"):
+        load_sampled(path, "poet")
+    with pytest.raises(FileNotFoundError, match="sample-answers --register poet"):
+        load_sampled(tmp_path / "none.jsonl", "poet")
+
+
+class ScriptedEngine:
+    """An engine interface that answers from a script, to test the filtering around it."""
+
+    name = "scripted"
+    model = "scripted"
+
+    def __init__(self, answers):
+        self.adapters = {"logician": None}
+        self.answers = list(answers)
+        self.requests = []
+
+    def generate(self, requests, on_delta=None):
+        self.requests += requests
+        out = []
+        for _ in requests:
+            text, tokens = self.answers.pop(0)
+            out.append(Generation(text, "logician", 10, tokens, None, 1.0))
+        return out
+
+
+def test_sample_answers_refuses_unfinished_and_off_register_answers_and_counts_why():
+    logical = " Premise one: the train leaves at 9. Premise two: the trip takes 3 hours. Therefore it arrives at 12."
+    engine = ScriptedEngine([
+        (logical, 30),                                  # kept
+        (logical + " And then", 160),                   # ran to max_new_tokens: unfinished
+        (" The soft rain sings on my window like a lullaby.\nText: next", 160),  # a stop label: finished
+        (" Да, да.", 5),                                 # too short
+    ])
+    cfg = SampleConfig(register="logician", per_text=2, max_new_tokens=160, min_weight=0.0)
+    rows, counts = sample_answers(cfg, engine, [{"text": "When does the train arrive?", "lang": "en"},
+                                                {"text": "Sing me something about rain.", "lang": "en"}])
+    assert {r.adapter for r in engine.requests} == {"logician"} and len(engine.requests) == 4
+    assert counts["sampled"] == 4 and counts["refused"]["unfinished"] == 1 and counts["refused"]["too short"] == 1
+    assert [r["answer"] for r in rows] == [logical.strip()]  # the rain answer is read as the poet's
+    assert counts["refused"]["router"] == 1 and counts["kept"] == 1
+    assert rows[0]["split"] == "train" and rows[0]["source"] == "sampled" and rows[0]["id"] == "logician-sampled-0001"
+
+
+def test_sample_answers_needs_the_registers_adapter():
+    engine = ScriptedEngine([])
+    engine.adapters = {}
+    with pytest.raises(RuntimeError, match="no logician adapter"):
+        sample_answers(SampleConfig(register="logician"), engine, [{"text": "x", "lang": "en"}])
