@@ -127,14 +127,13 @@ def run_quality(per_register: int = 40, progress: bool = True, registers: tuple[
     from scenestream.agents.decoder.prompt import clean_answer
     from scenestream.agents.decoder.train import heldout_losses, load_examples, prompts_for, router_reading
 
+    unknown = sorted(set(registers) - set(REGISTERS))
+    if unknown:  # before the engine loads
+        raise ValueError(f"unknown register(s) {unknown}; the registers are {list(REGISTERS)}")
     settings = get_settings()
     engine = TransformersEngine(settings)
     base = base_model_path(settings)
     report: dict = {"benchmark": "quality", "adapters": sorted(engine.adapters), "per_register": {}}
-
-    unknown = sorted(set(registers) - set(REGISTERS))
-    if unknown:
-        raise ValueError(f"unknown register(s) {unknown}; the registers are {list(REGISTERS)}")
 
     def routed(answers: list[str], register: str) -> dict:
         """The share of ``answers`` the router assigns to ``register`` (an empty answer counts as a miss)

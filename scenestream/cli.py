@@ -300,7 +300,8 @@ def train(
         _fail(str(exc))
     cfg = TrainConfig(register=register, out=out or SHIPPED_ADAPTERS, epochs=epochs, batch_size=batch_size, lr=lr,
                       rank=rank, qlora=qlora, resume=resume, save_every=save_every, limit=limit,
-                      router_agreed=router_agreed, sampled=sampled_path(register) if with_sampled else None, max_sampled=max_sampled)
+                      router_agreed=router_agreed, sampled=sampled_path(register) if with_sampled else None,
+                      max_sampled=max_sampled)
     try:
         result = run_training(cfg, base)
     except (FileNotFoundError, ValueError) as exc:
@@ -333,7 +334,7 @@ def sample_answers(
     if per_text < 1 or keep_per_text < 1 or not 0 <= min_weight <= 1:
         _fail("--per-text and --keep-per-text must be at least 1 and --min-weight within [0, 1]", 2)
     cfg = SampleConfig(register=register, per_text=per_text, keep_per_text=keep_per_text, temperature=temperature,
-                       max_new_tokens=max_new_tokens, min_weight=min_weight, limit=limit)
+                       max_new_tokens=max_new_tokens, min_weight=min_weight)
     settings = get_settings().model_copy(update={"temperature": temperature, "max_new_tokens": max_new_tokens})
     texts = training_texts()[:limit]
     try:
@@ -557,11 +558,10 @@ def bench_quality(
     from scenestream.ops.bench_decoder import run_quality
     from scenestream.schemas.records import REGISTERS
 
-    chosen = tuple(register) if register else REGISTERS
-    unknown = sorted(set(chosen) - set(REGISTERS))
-    if unknown:
-        _fail(f"unknown register(s) {unknown}; choose from {', '.join(REGISTERS)}")
-    report = run_quality(per_register, progress=not as_json, registers=chosen)
+    try:
+        report = run_quality(per_register, progress=not as_json, registers=tuple(register or REGISTERS))
+    except ValueError as exc:
+        _fail(str(exc), 2)
     typer.echo(json.dumps(report, indent=2, ensure_ascii=False))
 
 

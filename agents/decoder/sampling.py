@@ -16,7 +16,8 @@ many *training* texts, and only answers that
 * do not loop (repeated word n-grams)
 
 are kept, at most ``keep_per_text`` per text, the router's most confident
-first (``train --max-sampled N`` takes the N most confident of them all). The texts: the train split of every register's decoder corpus and of
+first (``train --max-sampled N`` takes the N most confident of them all).
+The texts: the train split of every register's decoder corpus and of
 ``data/registers``, minus every text of any test split, so the held-out
 prompts of ``scenestream bench quality`` are never seen.
 """
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
+from scenestream.agents.decoder.train import read_jsonl
 from scenestream.schemas.records import REGISTERS
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -45,18 +47,13 @@ class SampleConfig:
     temperature: float = 0.8
     max_new_tokens: int = 160
     min_weight: float = 0.5  # the router's weight for the register, at least
-    limit: Optional[int] = None  # only the first N texts (smoke runs)
-
-
-def _rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def training_texts(root: Path = ROOT) -> list[dict]:
     """Every train-split text of the decoder corpora and of data/registers, ``{text, lang}``, in a fixed order,
     without duplicates and without any text that some test split holds."""
-    rows = [row for path in sorted((root / "data" / "decoder").glob("*.jsonl")) for row in _rows(path)]
-    rows += [row for path in sorted((root / "data" / "registers").glob("*.jsonl")) for row in _rows(path)]
+    rows = [row for path in sorted((root / "data" / "decoder").glob("*.jsonl")) for row in read_jsonl(path)]
+    rows += [row for path in sorted((root / "data" / "registers").glob("*.jsonl")) for row in read_jsonl(path)]
     held_out = {row["text"].strip() for row in rows if row["split"] != "train"}
     seen: set[str] = set()
     texts = []
@@ -119,7 +116,7 @@ def sample_answers(cfg: SampleConfig, engine, texts: Iterable[dict], batch: int 
     if cfg.register not in engine.adapters:
         raise RuntimeError(f"the engine has no {cfg.register} adapter to sample from (adapters: "
                            f"{sorted(engine.adapters) or 'none'})")
-    texts = list(texts)[: cfg.limit]
+    texts = list(texts)
     prompts = [p for p, _ in prompts_for([{"id": f"t{i}", "answer": "", **t} for i, t in enumerate(texts)],
                                              cfg.register)]
     jobs = [(i, prompts[i]) for i in range(len(texts)) for _ in range(cfg.per_text)]
@@ -160,7 +157,7 @@ def load_sampled(path: Path, register: str, most: Optional[int] = None) -> list[
     if not path.exists():
         raise FileNotFoundError(f"no sampled answers for {register}: {path} (make them with "
                                 f"`scenestream sample-answers --register {register}`)")
-    rows = _rows(path)
+    rows = read_jsonl(path)
     wrong = [row.get("id") for row in rows if row.get("split") != "train" or
              not str(row.get("id", "")).startswith(f"{register}-sampled-") or not row.get("answer")]
     if wrong:

@@ -53,11 +53,15 @@ class TrainConfig:
     seed: int = 0
 
 
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def load_examples(register: str, split: str) -> list[dict]:
     path = DATA / f"{register}.jsonl"
     if not path.exists():
         raise FileNotFoundError(f"no training data for register {register!r}: {path}")
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = read_jsonl(path)
     return [row for row in rows if row["split"] == split]
 
 
@@ -130,7 +134,6 @@ def answer_loss(model, batch):
     """The mean next-token loss over the answer tokens (labels ≠ -100), as ``model(**batch).loss`` gives
     it, with the vocabulary projection computed only where some row of the batch has an answer token
     next: Gemma's 262,144-entry head is most of a step's work, and the prompt's positions need none of it."""
-    import torch
     import torch.nn.functional as F
 
     targets = batch["labels"][:, 1:]

@@ -78,12 +78,16 @@ def peft_names(rows):
     return ["__base__" if n == BASE else n for n in rows]
 
 
+def stacked_copy(base, folders, form):
+    """A copy of the base model with the adapters stacked on it (slots not set yet), and the test batch."""
+    stacked = copy.deepcopy(base)
+    return stacked, StackedLoRA.attach(stacked, folders, form=form), *batch()
+
+
 @pytest.mark.parametrize("form", ["onehot", "bgmv"])
 def test_stacked_logits_equal_peft_mixed_batch_and_base_rows_equal_the_base_model(tiny, form):
     base, folders, peft = tiny
-    stacked = copy.deepcopy(base)
-    lora = StackedLoRA.attach(stacked, folders, form=form)
-    ids, mask = batch()
+    stacked, lora, ids, mask = stacked_copy(base, folders, form)
     with torch.no_grad():
         want = peft(input_ids=ids, attention_mask=mask, adapter_names=peft_names(ROWS)).logits
         lora.set_slots(ROWS)
@@ -100,9 +104,7 @@ def test_stacked_logits_equal_peft_mixed_batch_and_base_rows_equal_the_base_mode
 @pytest.mark.parametrize("form", ["onehot", "bgmv"])
 def test_stacked_greedy_generation_is_peft_s(tiny, form):
     base, folders, peft = tiny
-    stacked = copy.deepcopy(base)
-    lora = StackedLoRA.attach(stacked, folders, form=form)
-    ids, mask = batch()
+    stacked, lora, ids, mask = stacked_copy(base, folders, form)
     options = dict(attention_mask=mask, max_new_tokens=8, do_sample=False, pad_token_id=0, eos_token_id=None,
                    repetition_penalty=1.3)
     with torch.inference_mode():
