@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scenestream.schemas.codec import read_jsonl
 from scenestream.schemas.records import RegisterWeight, Scene, SceneField
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,7 +83,7 @@ def _paraphrase_recall(embedder, lines: list[str], corpus: np.ndarray) -> dict:
 
     pairs = []
     for path in sorted((ROOT / "data" / "paraphrases").glob("*.jsonl")):
-        pairs += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        pairs += read_jsonl(path)
     originals = embedder.embed([p["a"] for p in pairs])
     queries = embedder.embed([p["b"] for p in pairs])
     by_lang: dict[str, list[bool]] = {}

@@ -13,7 +13,6 @@ descriptions with the same e5 embeddings) runs alongside.
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scenestream.schemas.codec import read_jsonl
 from scenestream.schemas.records import REGISTERS, RawText
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +35,7 @@ LABELS = {
 def _rows(folder: str) -> list[dict]:
     rows = []
     for path in sorted((ROOT / "data" / folder).glob("*.jsonl")):
-        rows += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows += read_jsonl(path)
     return rows
 
 

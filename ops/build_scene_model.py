@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import typer
 
+from scenestream.schemas.codec import read_jsonl
+
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_DIR = ROOT / "agents" / "scene" / "model"
 LEXICON = ROOT / "agents" / "scene" / "lexicon" / "concepts.json"
@@ -36,7 +38,7 @@ REGISTERS = ("poet", "logician", "body", "philosopher")
 def load_register_rows(split: str) -> list[dict]:
     rows = []
     for path in sorted((ROOT / "data" / "registers").glob("*.jsonl")):
-        rows += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows += read_jsonl(path)
     return [row for row in rows if row["split"] == split]
 
 

@@ -278,8 +278,11 @@ def train(
                                        "assigns to REGISTER (the plainest voice of the register)."),
     with_sampled: bool = typer.Option(False, help="Also train on data/decoder/sampled/REGISTER.jsonl "
                                       "(answers sampled from the adapter and kept by the router; see sample-answers)."),
-    max_sampled: Optional[int] = typer.Option(None, help="With --with-sampled: only the N sampled answers the "
-                                              "router is surest of."),
+    max_sampled: Optional[int] = typer.Option(None, help="With --with-sampled: only N sampled answers, the "
+                                              "router's surest, taken in turn from each topic and language."),
+    spread_sampled: bool = typer.Option(True, "--spread-sampled/--surest-sampled",
+                                        help="How --max-sampled chooses: spread over the texts' topics and "
+                                        "languages, or simply the N the router is surest of."),
     out: Optional[Path] = typer.Option(None, help="Output folder (default: the shipped adapters folder)."),
 ) -> None:
     """Train one register's LoRA adapter (CPU, one GPU, or many under `accelerate launch`)."""
@@ -301,7 +304,7 @@ def train(
     cfg = TrainConfig(register=register, out=out or SHIPPED_ADAPTERS, epochs=epochs, batch_size=batch_size, lr=lr,
                       rank=rank, qlora=qlora, resume=resume, save_every=save_every, limit=limit,
                       router_agreed=router_agreed, sampled=sampled_path(register) if with_sampled else None,
-                      max_sampled=max_sampled)
+                      max_sampled=max_sampled, spread_sampled=spread_sampled)
     try:
         result = run_training(cfg, base)
     except (FileNotFoundError, ValueError) as exc:

@@ -1,10 +1,11 @@
-"""Wire format: msgpack for records on topics, orjson for JSON views."""
+"""Wire format: msgpack for records on topics, orjson for JSON views and the project's JSON-lines corpora."""
 
 from __future__ import annotations
 
 import base64
 import logging
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, TypeVar
 
 import msgpack
@@ -110,3 +111,15 @@ def to_jsonable(obj: Any) -> Any:
 def to_json(obj: Any, pretty: bool = False) -> str:
     option = orjson.OPT_INDENT_2 if pretty else 0
     return orjson.dumps(to_jsonable(obj), option=option | orjson.OPT_NON_STR_KEYS).decode()
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The objects of a JSON-lines file (blank lines skipped); a malformed line is an error naming it."""
+    rows = []
+    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(orjson.loads(line))
+            except orjson.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{lineno}: not a JSON line ({exc})") from None
+    return rows

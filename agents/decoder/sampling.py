@@ -16,7 +16,10 @@ many *training* texts, and only answers that
 * do not loop (repeated word n-grams)
 
 are kept, at most ``keep_per_text`` per text, the router's most confident
-first (``train --max-sampled N`` takes the N most confident of them all).
+first. Each kept row also records its ``topic``: the register the router reads the *text* as.
+``train --max-sampled N`` takes N of them spread evenly over topics and languages, the router's
+surest first within each (the N surest of all would mostly answer texts about the register's own
+topic; the held-out prompts ask about everything).
 The texts: the train split of every register's decoder corpus and of
 ``data/registers``, minus every text of any test split, so the held-out
 prompts of ``scenestream bench quality`` are never seen.
@@ -30,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
-from scenestream.agents.decoder.train import read_jsonl
+from scenestream.schemas.codec import read_jsonl
 from scenestream.schemas.records import REGISTERS
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -105,7 +108,7 @@ def select(candidates: Sequence[dict], register: str, weights: Sequence[float], 
 def sample_answers(cfg: SampleConfig, engine, texts: Iterable[dict], batch: int = 64,
                    on_batch: Callable[[int], None] = lambda n: None) -> tuple[list[dict], dict]:
     """Sample ``cfg.per_text`` answers per text from ``engine`` with the register's adapter; returns the kept
-    rows (``{id, lang, text, answer, split: "train", source: "sampled", router_weight}``) and counts of
+    rows (``{id, lang, text, answer, split: "train", source: "sampled", router_weight, topic}``) and counts of
     what was refused and why."""
     from scenestream.agents.decoder.engines import Request
     from scenestream.agents.decoder.prompt import clean_answer
@@ -139,6 +142,7 @@ def sample_answers(cfg: SampleConfig, engine, texts: Iterable[dict], batch: int 
     rows = [{"id": f"{cfg.register}-sampled-{k + 1:04d}", "lang": row["lang"], "text": row["text"],
              "answer": row["answer"], "split": "train", "source": "sampled", "router_weight": row["router_weight"]}
             for k, row in enumerate(kept)]
+    rows = with_topics(rows)
     return rows, {"texts": len(texts), "sampled": len(jobs), "kept": len(rows), "refused": refused}
 
 
@@ -151,9 +155,28 @@ def write_rows(rows: Sequence[dict], path: Path) -> None:
     path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
 
 
-def load_sampled(path: Path, register: str, most: Optional[int] = None) -> list[dict]:
-    """The sampled rows in ``path`` (each must be a train row of ``register``'s sampling); with ``most``,
-    only that many, those with the highest router weight, in the file's order."""
+def spread_choice(rows: Sequence[dict], most: int) -> list[int]:
+    """The indices of ``most`` rows, taken in turn from each (topic, language) group, the router's surest
+    first within a group; a group that runs out leaves its turns to the others. The N surest of all
+    would mostly answer texts *about* the register's own topic (a logician's surest answers are to
+    arithmetic questions), while the held-out prompts ask about everything."""
+    groups: dict[tuple, list[int]] = {}
+    for i in sorted(range(len(rows)), key=lambda i: (-rows[i].get("router_weight", 0.0), i)):
+        groups.setdefault((rows[i]["topic"], rows[i]["lang"]), []).append(i)
+    queues = [groups[key] for key in sorted(groups)]
+    chosen: list[int] = []
+    while len(chosen) < most and any(queues):
+        for queue in queues:
+            if queue and len(chosen) < most:
+                chosen.append(queue.pop(0))
+    return chosen
+
+
+def load_sampled(path: Path, register: str, most: Optional[int] = None, spread: bool = True) -> list[dict]:
+    """The sampled rows in ``path`` (each must be a train row of ``register``'s sampling), in the file's
+    order; with ``most``, only that many: spread over the texts' topics and languages (``spread_choice``),
+    or, with ``spread=False``, simply those with the highest router weight. A row without its ``topic``
+    (files written before it was recorded) gets it from the router here."""
     if not path.exists():
         raise FileNotFoundError(f"no sampled answers for {register}: {path} (make them with "
                                 f"`scenestream sample-answers --register {register}`)")
@@ -162,7 +185,22 @@ def load_sampled(path: Path, register: str, most: Optional[int] = None) -> list[
              not str(row.get("id", "")).startswith(f"{register}-sampled-") or not row.get("answer")]
     if wrong:
         raise ValueError(f"{path}: {len(wrong)} row(s) are not sampled {register} train rows, e.g. {wrong[:3]}")
-    if most is not None:
+    if most is not None and spread:
+        rows = with_topics(rows)
+        chosen = spread_choice(rows, most)
+    elif most is not None:
         chosen = sorted(range(len(rows)), key=lambda i: (-rows[i].get("router_weight", 0.0), i))[:most]
-        rows = [rows[i] for i in sorted(chosen)]
-    return rows
+    else:
+        return rows
+    return [rows[i] for i in sorted(chosen)]
+
+
+def with_topics(rows: list[dict]) -> list[dict]:
+    """``rows`` with ``topic``: the register the router reads each row's *text* (the question) as."""
+    missing = sorted({row["text"] for row in rows if row.get("topic") not in REGISTERS})
+    if not missing:
+        return rows
+    from scenestream.agents.decoder.train import router_reading
+
+    topic = dict(zip(missing, router_reading(missing)[0]))
+    return [row if row.get("topic") in REGISTERS else {**row, "topic": topic[row["text"]]} for row in rows]

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from scenestream.schemas.codec import read_jsonl
 from scenestream.schemas.records import REGISTERS
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -49,12 +50,9 @@ class TrainConfig:
     limit: Optional[int] = None  # train on the first N examples only (smoke runs)
     router_agreed: bool = False  # only the examples whose answer the scene router assigns to the register
     sampled: Optional[Path] = None  # extra train rows: router-filtered sampled answers (sampling.py)
-    max_sampled: Optional[int] = None  # only the N sampled rows the router is surest of
+    max_sampled: Optional[int] = None  # only N sampled rows: the router's surest, spread over topics and languages
+    spread_sampled: bool = True  # max_sampled spread over the texts' topics and languages (False: the surest N)
     seed: int = 0
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def load_examples(register: str, split: str) -> list[dict]:
@@ -198,7 +196,7 @@ def train(cfg: TrainConfig, base_model: Path, progress: bool = True) -> dict:
     if cfg.sampled is not None:
         from scenestream.agents.decoder.sampling import load_sampled
 
-        sampled_rows = load_sampled(cfg.sampled, cfg.register, cfg.max_sampled)[: cfg.limit]
+        sampled_rows = load_sampled(cfg.sampled, cfg.register, cfg.max_sampled, cfg.spread_sampled)[: cfg.limit]
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     accelerator = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() and not cfg.qlora else "no")
@@ -286,6 +284,7 @@ def train(cfg: TrainConfig, base_model: Path, progress: bool = True) -> dict:
     result = {"register": cfg.register, "steps": step, "epochs": cfg.epochs, "lr": cfg.lr,
               "router_agreed": cfg.router_agreed, "train_examples_available": available,
               "sampled_examples": len(sampled_rows), "sampled_from": cfg.sampled.name if cfg.sampled else None,
+              "sampled_spread": cfg.spread_sampled if cfg.max_sampled is not None else None,
               "train_examples": len(train_data),
               "test_examples": len(test_data), "heldout_loss_adapter": round(adapter_loss, 4),
               "heldout_loss_base": round(base_loss, 4), "final_train_loss": round(sum(losses[-10:]) /

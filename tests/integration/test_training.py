@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from scenestream.agents.decoder.base_model import provision
+from scenestream.schemas.records import REGISTERS
 from scenestream.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -35,6 +36,7 @@ def test_sample_answers_writes_only_kept_train_rows(base_model, tmp_path, monkey
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert len(rows) == report["kept"]
     assert all(r["split"] == "train" and r["source"] == "sampled" and r["answer"] for r in rows)
+    assert all(r["topic"] in REGISTERS for r in rows)  # what the router reads each text as
 
 
 def test_a_short_training_run_with_sampled_rows_and_its_heldout_loss(base_model, tmp_path):

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 
 from scenestream.client import DeadLettered, Watcher
-from scenestream.schemas import LoraOutput, MemoryEvent, Scene, encode
+from scenestream.schemas import LoraOutput, MemoryEvent, encode
 from scenestream.schemas.records import DeadLetter
 from scenestream.settings import Settings
 

@@ -3,6 +3,7 @@ import orjson
 import pytest
 
 from scenestream.schemas import DeadLetter, RawText, SchemaError, Tokens, decode, encode, to_json
+from scenestream.schemas.codec import read_jsonl
 
 
 def raw(**kw):
@@ -80,3 +81,12 @@ def test_tokens_piece_text():
     tokens = Tokens(message_id="m", session_id="s", text="a b", normalized="a b", lang="en",
                     pieces=["▁почему", "▁я", "▁не"], ids=[1, 2, 3], hypertokens=[], symbols=[], ts_ms=0)
     assert tokens.piece_text == "почему▁я▁не"
+
+
+def test_read_jsonl_skips_blank_lines_and_names_a_malformed_one(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"text": "шаг"}\n\n{"text": "step"}\n', encoding="utf-8")
+    assert read_jsonl(path) == [{"text": "шаг"}, {"text": "step"}]
+    path.write_text('{"text": "шаг"}\n{"text": \n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"rows\.jsonl:2: not a JSON line"):
+        read_jsonl(path)

@@ -15,8 +15,10 @@ from scenestream.agents.decoder.sampling import (
     loops,
     sample_answers,
     select,
+    spread_choice,
     training_texts,
 )
+from scenestream.schemas.records import REGISTERS
 
 pytestmark = pytest.mark.unit
 
@@ -80,11 +82,23 @@ def test_load_sampled_checks_the_rows_and_takes_the_most_confident(tmp_path):
              "router_weight": w} for i, w in enumerate([0.6, 0.9, 0.7, 0.95], start=1)]
     write_jsonl(path, rows)
     assert load_sampled(path, "logician") == rows
-    assert [r["router_weight"] for r in load_sampled(path, "logician", most=2)] == [0.9, 0.95]
+    surest = load_sampled(path, "logician", most=2, spread=False)
+    assert [r["router_weight"] for r in surest] == [0.9, 0.95] and "topic" not in surest[0]
+    spread = load_sampled(path, "logician", most=2)  # one text: one topic, so the surest two again
+    assert [r["router_weight"] for r in spread] == [0.9, 0.95] and spread[0]["topic"] in REGISTERS
     with pytest.raises(ValueError, match="not sampled poet train rows"):
         load_sampled(path, "poet")
     with pytest.raises(FileNotFoundError, match="sample-answers --register poet"):
         load_sampled(tmp_path / "none.jsonl", "poet")
+
+
+def test_spread_choice_takes_turns_over_topics_and_languages_surest_first():
+    rows = [{"topic": t, "lang": lang, "router_weight": w} for t, lang, w in [
+        ("logician", "en", 0.99), ("logician", "en", 0.98), ("logician", "ru", 0.97), ("logician", "en", 0.96),
+        ("body", "en", 0.60), ("body", "en", 0.70), ("poet", "ru", 0.55)]]
+    assert spread_choice(rows, 4) == [5, 0, 2, 6]  # the best of each of the four groups, not the four surest
+    assert sorted(spread_choice(rows, 6)) == [0, 1, 2, 4, 5, 6]  # a second turn: body, logician/en
+    assert sorted(spread_choice(rows, 100)) == list(range(7))
 
 
 class ScriptedEngine:
@@ -123,6 +137,7 @@ def test_sample_answers_refuses_unfinished_and_off_register_answers_and_counts_w
     assert [r["answer"] for r in rows] == [logical.strip()]  # the rain answer is read as the poet's
     assert counts["refused"]["router"] == 1 and counts["kept"] == 1
     assert rows[0]["split"] == "train" and rows[0]["source"] == "sampled" and rows[0]["id"] == "logician-sampled-0001"
+    assert rows[0]["topic"] in REGISTERS  # what the router reads the text itself as
 
 
 def test_sample_answers_needs_the_registers_adapter():
