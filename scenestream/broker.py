@@ -116,15 +116,17 @@ class EmbeddedBroker:
             return ""
         if proc.poll() is None:
             proc.terminate()
+        try:  # communicate, not stderr.read(): an open pipe must not hold the shutdown
+            _out, err = proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
             try:
-                proc.wait(timeout=5)
+                _out, err = proc.communicate(timeout=5)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        err = proc.stderr.read().decode(errors="replace")[-500:] if proc.stderr else ""
+                err = b"(the broker's stderr stayed open after it was killed)"
         if proc.stderr:
             proc.stderr.close()
-        return err.strip()
+        return (err or b"").decode(errors="replace")[-500:].strip()
 
     def stop(self) -> None:
         self._reap()

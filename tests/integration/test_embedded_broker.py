@@ -53,7 +53,7 @@ def test_exception_inside_stops_the_broker():
 
 
 def _start_cli(args, tmp_path):
-    env = dict(os.environ, SCENESTREAM_DATA_DIR=str(tmp_path))
+    env = dict(os.environ, SCENESTREAM_DATA_DIR=str(tmp_path), PYTHONFAULTHANDLER="1")
     env.pop("SCENESTREAM_BROKER", None)
     proc = subprocess.Popen(CLI + args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30
@@ -71,7 +71,12 @@ def test_ctrl_c_leaves_no_broker_behind(tmp_path, args):
     proc, tansu, state = _start_cli(args, tmp_path)
     time.sleep(1)
     proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=30)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:  # show where it hangs: faulthandler dumps every thread on SIGABRT
+        proc.send_signal(signal.SIGABRT)
+        _out, err = proc.communicate(timeout=10)
+        pytest.fail(f"{args} still running 30 s after Ctrl-C:\n{err.decode(errors='replace')[-6000:]}")
     assert wait_gone(tansu), "broker outlived Ctrl-C"
     assert not (tmp_path / "broker.json").exists()
 
