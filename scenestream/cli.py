@@ -67,6 +67,9 @@ def broker() -> None:
     from scenestream.broker import EmbeddedBroker, publish_address, withdraw_address
     from scenestream.topics import create_topics
 
+    # Python leaves SIGINT ignored when it starts ignored (a background job of a script, `nohup … &`);
+    # "until Ctrl-C" must hold however the broker was started, from its start on
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     s = get_settings()
     with EmbeddedBroker() as embedded:
         s = s.model_copy(update={"broker": embedded.url})
@@ -74,9 +77,6 @@ def broker() -> None:
         publish_address(s, embedded.url, role="broker")
         typer.echo(f"embedded broker on {embedded.url}  (export SCENESTREAM_BROKER={embedded.url})", err=True)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # SystemExit unwinds and stops the broker
-        # Python leaves SIGINT ignored when it starts ignored (a background job of a script, `nohup … &`);
-        # "until Ctrl-C" must hold however the broker was started
-        signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             while embedded.alive():
                 time.sleep(0.5)

@@ -161,7 +161,7 @@ def spread_choice(rows: Sequence[dict], most: int) -> list[int]:
     would mostly answer texts *about* the register's own topic (a logician's surest answers are to
     arithmetic questions), while the held-out prompts ask about everything."""
     groups: dict[tuple, list[int]] = {}
-    for i in sorted(range(len(rows)), key=lambda i: (-rows[i].get("router_weight", 0.0), i)):
+    for i in surest_first(rows):
         groups.setdefault((rows[i]["topic"], rows[i]["lang"]), []).append(i)
     queues = [groups[key] for key in sorted(groups)]
     chosen: list[int] = []
@@ -185,14 +185,17 @@ def load_sampled(path: Path, register: str, most: Optional[int] = None, spread: 
              not str(row.get("id", "")).startswith(f"{register}-sampled-") or not row.get("answer")]
     if wrong:
         raise ValueError(f"{path}: {len(wrong)} row(s) are not sampled {register} train rows, e.g. {wrong[:3]}")
-    if most is not None and spread:
-        rows = with_topics(rows)
-        chosen = spread_choice(rows, most)
-    elif most is not None:
-        chosen = sorted(range(len(rows)), key=lambda i: (-rows[i].get("router_weight", 0.0), i))[:most]
-    else:
+    if most is None:
         return rows
+    if spread:
+        rows = with_topics(rows)
+    chosen = spread_choice(rows, most) if spread else surest_first(rows)[:most]
     return [rows[i] for i in sorted(chosen)]
+
+
+def surest_first(rows: Sequence[dict]) -> list[int]:
+    """The indices of ``rows``, the highest router weight first (the file's order among equals)."""
+    return sorted(range(len(rows)), key=lambda i: (-rows[i].get("router_weight", 0.0), i))
 
 
 def with_topics(rows: list[dict]) -> list[dict]:
