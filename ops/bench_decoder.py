@@ -24,10 +24,9 @@ from scenestream.settings import Settings, get_settings
 
 def heldout_scenes(n: int, settings: Settings):
     """``n`` scenes from held-out texts, registers round-robin, the register forced to the row's."""
-    from scenestream.agents.decoder.train import load_examples
-    from scenestream.agents.scene.transform import SceneBuilder
-    from scenestream.agents.tokenizer.transform import default_tokenizer
+    from scenestream.offline import scenes_for
     from scenestream.schemas.records import RawText
+    from scenestream.training.examples import load_examples
 
     per = {r: load_examples(r, "test") for r in REGISTERS}
     rows = []
@@ -37,12 +36,9 @@ def heldout_scenes(n: int, settings: Settings):
         pool = per[register]
         rows.append((register, pool[(i // len(REGISTERS)) % len(pool)]))
         i += 1
-    tokenizer = default_tokenizer()
-    tokens = [tokenizer.tokenize(RawText(message_id=f"bench-{k}", session_id="bench", text=row["text"],
-                                         force_register=register)) for k, (register, row) in enumerate(rows)]
-    builder = SceneBuilder(embedder_name=settings.scene_embedder)
-    scenes = [s for j in range(0, len(tokens), 64) for s in builder.build(tokens[j : j + 64])]
-    return scenes, rows
+    raws = [RawText(message_id=f"bench-{k}", session_id="bench", text=row["text"], force_register=register)
+            for k, (register, row) in enumerate(rows)]
+    return scenes_for(raws, settings), rows
 
 
 def _run(engine, requests, batch: int) -> dict:
@@ -125,7 +121,8 @@ def run_quality(per_register: int = 40, progress: bool = True, registers: tuple[
     from scenestream.agents.decoder.engines import BASE, Request, TransformersEngine
     from scenestream.agents.decoder.base_model import base_model_path
     from scenestream.agents.decoder.prompt import clean_answer
-    from scenestream.agents.decoder.train import heldout_losses, load_examples, prompts_for, router_reading
+    from scenestream.training.examples import load_examples, prompts_for, router_reading
+    from scenestream.training.train import heldout_losses
 
     unknown = sorted(set(registers) - set(REGISTERS))
     if unknown:  # before the engine loads
@@ -181,7 +178,7 @@ def run_e2e_bench(rates: tuple[float, ...] = (1.0, 4.0), seconds: float = 20.0, 
     import uuid
 
     from scenestream.agents.decoder.engines import choose_engine_name
-    from scenestream.agents.decoder.train import load_examples
+    from scenestream.training.examples import load_examples
     from scenestream.ask import ask_once
     from scenestream.broker import broker_for
     from scenestream.client import Watcher, publish, raw_text

@@ -34,7 +34,7 @@ from scenestream.schemas.records import REGISTERS
 def mixed_requests(n: int) -> list:
     """``n`` held-out prompts: registers round-robin, every fifth row answered by the base model."""
     from scenestream.agents.decoder.engines import BASE, Request
-    from scenestream.agents.decoder.train import load_examples, prompts_for
+    from scenestream.training.examples import load_examples, prompts_for
 
     plan = [(REGISTERS + (BASE,))[i % (len(REGISTERS) + 1)] for i in range(n)]
     requests = []

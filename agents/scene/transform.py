@@ -81,6 +81,11 @@ class SceneBuilder:
     embedder: Embedder | None = None
     timings: dict = field(default_factory=dict)
 
+    @classmethod
+    def from_settings(cls, settings) -> "SceneBuilder":
+        """The builder the scene stage runs for ``settings`` (SCENESTREAM_SCENE_EMBEDDER)."""
+        return cls(embedder_name=settings.scene_embedder)
+
     @cached_property
     def model(self) -> SceneModel:
         return SceneModel.load(self.embedder_name)

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from scenestream.agents.decoder.base_model import provision
+from scenestream.training.provision import provision
 from scenestream.client import Watcher, publish, raw_text
 from scenestream.runtime import running_worker, select_stages
 from scenestream.schemas import LoraOutput, Scene
@@ -58,7 +58,9 @@ def test_the_provisioned_tokenizer_reads_words_and_the_adapter_knows_them(base_m
     from transformers import AutoTokenizer
 
     from scenestream.agents.decoder.base_model import check_tokenizer, encode_prompt
-    from scenestream.agents.decoder.train import SHIPPED_ADAPTERS, collate, encode_pairs, load_examples, prompts_for
+    from scenestream.agents.decoder.engines import SHIPPED_ADAPTERS
+    from scenestream.training.examples import load_examples, prompts_for
+    from scenestream.training.train import collate, encode_pairs
 
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     check_tokenizer(tokenizer)
@@ -69,7 +71,7 @@ def test_the_provisioned_tokenizer_reads_words_and_the_adapter_knows_them(base_m
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from scenestream.agents.decoder.train import mean_loss
+    from scenestream.training.train import mean_loss
 
     rows = load_examples("logician", "test")[:8]
     batch = collate(encode_pairs(tokenizer, prompts_for(rows, "logician"), 256), tokenizer.pad_token_id)

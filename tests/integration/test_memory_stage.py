@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from scenestream.agents.decoder.base_model import provision
+from scenestream.training.provision import provision
 from scenestream.audit import history, replay, trace
 from scenestream.client import Watcher, publish, raw_text
 from scenestream.runtime import running_worker, select_stages

@@ -11,7 +11,7 @@ from scenestream.topics import RAW_TEXT, TOKENS
 
 
 async def _send_raw_to(settings, topic, values):
-    from scenestream.client import producer
+    from scenestream.backbone import producer
 
     prod = producer(settings)
     await prod.start()

@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from scenestream.agents.decoder.base_model import provision
+from scenestream.training.provision import provision
 from scenestream.schemas.records import REGISTERS
 from scenestream.settings import Settings
 
@@ -40,7 +40,8 @@ def test_sample_answers_writes_only_kept_train_rows(base_model, tmp_path, monkey
 
 
 def test_a_short_training_run_with_sampled_rows_and_its_heldout_loss(base_model, tmp_path):
-    from scenestream.agents.decoder.train import TrainConfig, heldout_losses, load_examples, train
+    from scenestream.training.examples import load_examples
+    from scenestream.training.train import TrainConfig, heldout_losses, train
 
     sampled = tmp_path / "sampled.jsonl"
     rows = [{**row, "id": f"logician-sampled-{i + 1:04d}", "source": "sampled"}
@@ -60,7 +61,7 @@ def test_a_short_training_run_with_sampled_rows_and_its_heldout_loss(base_model,
 
 
 def test_sampled_rows_of_another_register_are_refused(base_model, tmp_path):
-    from scenestream.agents.decoder.train import TrainConfig, train
+    from scenestream.training.train import TrainConfig, train
 
     sampled = tmp_path / "sampled.jsonl"
     sampled.write_text(json.dumps({"id": "poet-sampled-0001", "text": "x", "lang": "en", "answer": "y",

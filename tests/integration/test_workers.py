@@ -102,7 +102,7 @@ def test_run_then_ingest_and_tail_from_the_command_line(settings_factory, worker
 
 
 def test_ask_starts_the_embedded_stack_when_none_runs(tmp_path):
-    from scenestream.agents.decoder.base_model import provision
+    from scenestream.training.provision import provision
     from scenestream.settings import Settings
 
     provision(Settings(), progress=False)

@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from scenestream.agents.decoder.base_model import provision
+from scenestream.training.provision import provision
 from scenestream.broker import free_port
 from scenestream.agents.decoder.engines import OpenAIEngine, Request, adapters_dir, adapters_in, vllm_available
 from scenestream.settings import Settings

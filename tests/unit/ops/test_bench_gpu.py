@@ -44,7 +44,7 @@ def test_small_run_on_cpu_measures_every_path(tmp_path):
 
 def test_copies_match_what_they_copy():
     from scenestream.agents.decoder.base_model import DEFAULT_NAME
-    from scenestream.agents.decoder.train import LORA_TARGETS
+    from scenestream.training.train import LORA_TARGETS
     from scenestream.schemas.records import REGISTERS
 
     assert bench_gpu.REGISTERS == REGISTERS and bench_gpu.LORA_TARGETS == LORA_TARGETS

@@ -5,9 +5,9 @@ import pytest
 from scenestream.agents.memory.archive import EdgeArchive
 from scenestream.agents.memory.transform import Memory, resonance_of
 from scenestream.agents.scene.embedder import E5Embedder
-from scenestream.agents.scene.transform import SceneBuilder
-from scenestream.agents.tokenizer.transform import default_tokenizer
+from scenestream.offline import scenes_for
 from scenestream.schemas.records import LoraOutput, RawText
+from scenestream.settings import Settings
 
 
 @pytest.fixture
@@ -17,15 +17,13 @@ def memory(tmp_path):
     archive.close()
 
 
-_builder = SceneBuilder()
 _n = [0]
 
 
 def scene(text, session="s1", tenant="t1", replay_of=None):
     _n[0] += 1
-    tokens = default_tokenizer().tokenize(RawText(message_id=f"m{_n[0]}", session_id=session, tenant=tenant, text=text,
-                                                  replay_of=replay_of))
-    return _builder.build([tokens])[0]
+    return scenes_for([RawText(message_id=f"m{_n[0]}", session_id=session, tenant=tenant, text=text,
+                               replay_of=replay_of)], Settings())[0]
 
 
 def test_resonance_formula():

@@ -112,7 +112,7 @@ def sample_answers(cfg: SampleConfig, engine, texts: Iterable[dict], batch: int 
     what was refused and why."""
     from scenestream.agents.decoder.engines import Request
     from scenestream.agents.decoder.prompt import clean_answer
-    from scenestream.agents.decoder.train import prompts_for, router_reading
+    from scenestream.training.examples import prompts_for, router_reading
 
     if cfg.register not in REGISTERS:
         raise ValueError(f"unknown register {cfg.register!r}: one of {', '.join(REGISTERS)}")
@@ -203,7 +203,7 @@ def with_topics(rows: list[dict]) -> list[dict]:
     missing = sorted({row["text"] for row in rows if row.get("topic") not in REGISTERS})
     if not missing:
         return rows
-    from scenestream.agents.decoder.train import router_reading
+    from scenestream.training.examples import router_reading
 
     topic = dict(zip(missing, router_reading(missing)[0]))
     return [row if row.get("topic") in REGISTERS else {**row, "topic": topic[row["text"]]} for row in rows]

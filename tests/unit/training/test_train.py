@@ -7,7 +7,8 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from scenestream.agents.decoder.train import answer_loss, collate, router_agreed  # noqa: E402
+from scenestream.training.examples import router_agreed  # noqa: E402
+from scenestream.training.train import answer_loss, collate  # noqa: E402
 
 
 def tiny_gemma(vocab: int = 300):
@@ -63,7 +64,8 @@ def test_router_agreed_keeps_the_answers_in_the_registers_voice():
 
 
 def test_gemma_tokenizer_is_rebuilt_as_bpe_with_merges_from_the_piece_scores():
-    from scenestream.agents.decoder.base_model import bpe_tokenizer, check_tokenizer
+    from scenestream.agents.decoder.base_model import check_tokenizer
+    from scenestream.training.provision import bpe_tokenizer
 
     special = {"pad_token": "<pad>", "eos_token": "<eos>", "bos_token": "<bos>", "unk_token": "<unk>",
                "mask_token": "<mask>"}

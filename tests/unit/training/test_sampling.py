@@ -7,7 +7,7 @@ import json
 import pytest
 
 from scenestream.agents.decoder.engines import Generation
-from scenestream.agents.decoder.sampling import (
+from scenestream.training.sampling import (
     SampleConfig,
     acceptable,
     language_of,
@@ -46,7 +46,7 @@ def test_training_texts_never_include_a_test_text_of_any_corpus(tmp_path):
 
 
 def test_the_shipped_texts_leave_out_every_held_out_prompt():
-    from scenestream.agents.decoder.train import load_examples
+    from scenestream.training.examples import load_examples
     from scenestream.schemas.records import REGISTERS
 
     texts = {t["text"] for t in training_texts()}

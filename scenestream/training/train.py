@@ -25,12 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from scenestream.schemas.codec import read_jsonl
 from scenestream.schemas.records import REGISTERS
+from scenestream.training.examples import load_examples, prompts_for, router_agreed
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-DATA = ROOT / "data" / "decoder"
-SHIPPED_ADAPTERS = Path(__file__).with_name("adapters")
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -53,51 +50,6 @@ class TrainConfig:
     max_sampled: Optional[int] = None  # only N sampled rows: the router's surest, spread over topics and languages
     spread_sampled: bool = True  # max_sampled spread over the texts' topics and languages (False: the surest N)
     seed: int = 0
-
-
-def load_examples(register: str, split: str) -> list[dict]:
-    path = DATA / f"{register}.jsonl"
-    if not path.exists():
-        raise FileNotFoundError(f"no training data for register {register!r}: {path}")
-    rows = read_jsonl(path)
-    return [row for row in rows if row["split"] == split]
-
-
-def prompts_for(rows: list[dict], register: str) -> list[tuple[str, str]]:
-    """(prompt, answer) pairs: the scene builder runs on each text; the register is the adapter's."""
-    from scenestream.agents.decoder.prompt import build_prompt
-    from scenestream.agents.scene.transform import SceneBuilder
-    from scenestream.agents.tokenizer.transform import default_tokenizer
-    from scenestream.schemas.records import RawText
-
-    tokenizer = default_tokenizer()
-    tokens = [tokenizer.tokenize(RawText(message_id=row["id"], session_id="train", text=row["text"])) for row in rows]
-    builder = SceneBuilder()
-    scenes = [s for i in range(0, len(tokens), 64) for s in builder.build(tokens[i : i + 64])]
-    return [(build_prompt(scene, register), row["answer"]) for scene, row in zip(scenes, rows)]
-
-
-def router_reading(texts: list[str]) -> tuple[list[str], list[dict[str, float]]]:
-    """The register the scene builder's router gives each text (an answer, here), and its weights."""
-    from scenestream.agents.scene.transform import SceneBuilder
-    from scenestream.agents.tokenizer.transform import default_tokenizer
-    from scenestream.schemas.records import RawText
-
-    tokenizer = default_tokenizer()
-    builder = SceneBuilder()
-    tokens = [tokenizer.tokenize(RawText(message_id=f"r{i}", session_id="router", text=t if t.strip() else "…"))
-              for i, t in enumerate(texts)]
-    scenes = [s for i in range(0, len(tokens), 64) for s in builder.build(tokens[i : i + 64])]
-    return [s.register for s in scenes], [{w.name: w.weight for w in s.registers} for s in scenes]
-
-
-def router_agreed(rows: list[dict], register: str) -> list[dict]:
-    """The rows whose *answer* the scene builder's register router assigns to ``register``: the answers
-    that speak most plainly in the register's voice (the router also reacts to topic: a logician's
-    answer about sleep can read as body). Style fidelity is measured with the same router, on answers
-    to held-out texts that no training choice ever sees."""
-    reads, _weights = router_reading([row["answer"] for row in rows])
-    return [row for row, read in zip(rows, reads) if read == register]
 
 
 def encode_pairs(tokenizer, pairs: list[tuple[str, str]], max_len: int) -> list[tuple[list[int], list[int]]]:
@@ -194,7 +146,7 @@ def train(cfg: TrainConfig, base_model: Path, progress: bool = True) -> dict:
         raise ValueError(f"unknown register {cfg.register!r}: one of {', '.join(REGISTERS)}")
     sampled_rows = []  # checked before the model is loaded
     if cfg.sampled is not None:
-        from scenestream.agents.decoder.sampling import load_sampled
+        from scenestream.training.sampling import load_sampled
 
         sampled_rows = load_sampled(cfg.sampled, cfg.register, cfg.max_sampled, cfg.spread_sampled)[: cfg.limit]
     random.seed(cfg.seed)
