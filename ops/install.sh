@@ -36,4 +36,14 @@ if [ "${SCENESTREAM_INSTALL_VLLM:-1}" != "0" ]; then
     fi
   fi
 fi
+# spoken answers (scenestream.outputs.voice) are Debian's espeak-ng: offline Russian and English voices
+if ! command -v espeak-ng >/dev/null; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    (apt-get install -y -q --no-install-recommends espeak-ng >/dev/null 2>&1 ||
+     { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends espeak-ng >/dev/null 2>&1; }) ||
+      echo "espeak-ng did not install: spoken answers (scenestream.outputs.voice) will fail" >&2
+  else
+    echo "for spoken answers: sudo apt-get install espeak-ng" >&2
+  fi
+fi
 .venv/bin/scenestream setup
