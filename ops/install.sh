@@ -36,14 +36,20 @@ if [ "${SCENESTREAM_INSTALL_VLLM:-1}" != "0" ]; then
     fi
   fi
 fi
-# spoken answers (scenestream.outputs.voice) are Debian's espeak-ng: offline Russian and English voices
-if ! command -v espeak-ng >/dev/null; then
+# the scene's outputs (scenestream.outputs): answers spoken by Debian's espeak-ng (offline Russian and English
+# voices), the field's picture rendered to PNG by cairosvg over Debian's libcairo2
+missing=""
+command -v espeak-ng >/dev/null || missing="espeak-ng"
+ldconfig -p 2>/dev/null | grep -q "libcairo.so.2 " || missing="$missing libcairo2"
+missing="${missing# }"
+if [ -n "$missing" ]; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
-    (apt-get install -y -q --no-install-recommends espeak-ng >/dev/null 2>&1 ||
-     { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends espeak-ng >/dev/null 2>&1; }) ||
-      echo "espeak-ng did not install: spoken answers (scenestream.outputs.voice) will fail" >&2
+    # shellcheck disable=SC2086  # one word per package
+    (apt-get install -y -q --no-install-recommends $missing >/dev/null 2>&1 ||
+     { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends $missing >/dev/null 2>&1; }) ||
+      echo "$missing did not install: spoken answers / PNG pictures (scenestream.outputs) will fail" >&2
   else
-    echo "for spoken answers: sudo apt-get install espeak-ng" >&2
+    echo "for spoken answers and PNG pictures: sudo apt-get install $missing" >&2
   fi
 fi
 .venv/bin/scenestream setup
