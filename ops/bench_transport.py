@@ -45,6 +45,9 @@ class Forward:
     def process(self, records: Sequence[RawText]) -> list:
         return [[(self.sink, record)] for record in records]
 
+    def close(self) -> None:
+        """Holds nothing."""
+
 
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
@@ -161,7 +164,7 @@ async def _serve_chain(settings: Settings, kind: str) -> None:
         app = create_app(settings)
         for i in range(3):
             spec = StageSpec(name=f"hop{i}", agent=f"forward_t{i}", source=decls[i], sinks=(decls[i + 1],),
-                             build=lambda _s, sink=decls[i + 1]: Forward(sink))
+                             build=lambda _s, _r, sink=decls[i + 1]: Forward(sink))
             attach(app, spec, settings)
         await app.start()
         try:

@@ -30,7 +30,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Protocol, Sequence, Union
+from typing import Any, Callable, Optional, Protocol, Sequence, TypeVar, Union
 
 from scenestream.schemas.codec import SchemaError, decode, encode
 from scenestream.schemas.records import DeadLetter, Record
@@ -46,9 +46,41 @@ Result = Union[list[Emit], Exception]
 
 
 class Handler(Protocol):
+    """What a stage's ``build`` returns: the stage's transform behind the backbone."""
+
     def process(self, records: Sequence[Record]) -> list[Result]:
         """One result per record, in order. Must not raise for one bad record.
         A streaming stage's handler is called with ``emit=`` too (see module doc)."""
+
+    def close(self) -> None:
+        """Release what the handler itself holds when its worker stops (shared resources are the
+        runtime's: :class:`Resources` closes them)."""
+
+
+T = TypeVar("T")
+
+
+class Resources:
+    """What the stages of one worker share (the scene archive of the two memory agents, the decoder's
+    engine): opened by the first stage that asks for it, owned by the runtime, closed once when the
+    worker stops, the last opened first."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, Any] = {}
+
+    def shared(self, key: str, open_it: Callable[[], T]) -> T:
+        """The resource named ``key``, opened by ``open_it`` the first time it is asked for."""
+        if key not in self._open:
+            self._open[key] = open_it()
+        return self._open[key]
+
+    def close(self) -> None:
+        for key, resource in reversed(list(self._open.items())):
+            try:
+                resource.close()
+            except Exception:  # one resource failing to close must not keep the others open
+                log.exception("closing the shared %s failed", key)
+        self._open.clear()
 
 
 @dataclass(frozen=True)
@@ -57,10 +89,19 @@ class StageSpec:
     agent: str  # stable: faust agent name, a verb after what it consumes
     source: TopicDecl
     sinks: tuple[TopicDecl, ...]
-    build: Callable[[Settings], Handler]
+    build: Callable[[Settings, Resources], Handler]
     accepts: Callable[[Record], bool] = field(default=lambda record: True)
     in_thread: bool = False  # run the handler off the event loop (heavy CPU work)
     streams: bool = False  # the handler sends previews while it works: process(records, emit=...)
+
+    @classmethod
+    def of(cls, agent: str, build: Callable[[Settings, Resources], Handler], **options: Any) -> "StageSpec":
+        """The spec of ``agent``, its stage and topics taken from the pipeline's topology table."""
+        from scenestream.topology import ROUTES
+
+        route = ROUTES[agent]
+        return cls(name=route.stage, agent=route.agent, source=route.source, sinks=route.sinks, build=build,
+                   **options)
 
 
 def producer(settings: Settings, **kwargs):
@@ -159,10 +200,11 @@ class StageRunner:
     path cost about a sixth of a hop's CPU in ``bench transport`` profiles.
     """
 
-    def __init__(self, spec: StageSpec, settings: Settings, producer: Any = None) -> None:
+    def __init__(self, spec: StageSpec, settings: Settings, producer: Any = None,
+                 resources: Optional[Resources] = None) -> None:
         self.spec = spec
         self.settings = settings
-        self.handler = spec.build(settings)
+        self.handler = spec.build(settings, resources if resources is not None else Resources())
         self.sinks = {decl.name: decl.full_name(settings) for decl in spec.sinks}
         self.dlq = spec.source.dlq_name(settings)
         self.headers = [("x-stage", spec.name.encode()), ("x-worker", WORKER_ID.encode())]
@@ -182,10 +224,8 @@ class StageRunner:
             self.producer = None
 
     def close(self) -> None:
-        """Release what the handler holds (an archive, an engine) when its worker stops."""
-        close = getattr(self.handler, "close", None)
-        if close is not None:
-            close()
+        """Release what the handler holds when its worker stops."""
+        self.handler.close()
 
     def plan(self, events: Sequence[Any], emit: Optional[Streamed] = None) -> list[tuple[str, bytes | None, bytes]]:
         """What to send for these events: (topic, key, value) in input order."""
@@ -269,9 +309,9 @@ def _waiting(stream: Any) -> int:
         return 0
 
 
-def attach(app: Any, spec: StageSpec, settings: Settings) -> StageRunner:
+def attach(app: Any, spec: StageSpec, settings: Settings, resources: Optional[Resources] = None) -> StageRunner:
     """Register the stage's faust agent on ``app``; returns its runner."""
-    runner = StageRunner(spec, settings)
+    runner = StageRunner(spec, settings, resources=resources)
     source = app.topic(spec.source.full_name(settings), value_type=bytes, key_type=bytes)
     batch_max = settings.batch_max
 

@@ -8,51 +8,64 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import time
 from typing import AsyncIterator, Iterable
 
 from scenestream.app import App, create_app
-from scenestream.backbone import StageRunner, StageSpec, attach
+from scenestream.backbone import Resources, StageRunner, StageSpec, attach
 from scenestream.settings import Settings
+from scenestream.topology import STAGE_NAMES
 
 log = logging.getLogger(__name__)
 
 
-def stage_groups(settings: Settings | None = None) -> dict[str, list[StageSpec]]:
-    """Every stage scenestream has, in pipeline order, by the name ``--stages`` takes (imported lazily)."""
-    from scenestream.agents.decoder.agent import stage as decoder
-    from scenestream.agents.scene.agent import STAGE as scene
-    from scenestream.agents.tokenizer.agent import STAGE as tokenizer
-    from scenestream.settings import get_settings
-
-    settings = settings or get_settings()
-    groups = {"tokenizer": [tokenizer], "scene": [scene]}
-    if settings.memory:
-        from scenestream.agents.memory.agent import LINK, REMEMBER
-
-        groups["memory"] = [REMEMBER, LINK]
-    groups["decoder"] = [decoder(settings)]
-    return groups
+def stage_specs(name: str, settings: Settings) -> list[StageSpec]:
+    """The specs of one stage, from ``agents/<name>/agent.py``'s ``stages(settings)`` (imported lazily:
+    a tokenizer worker never imports the decoder's engines)."""
+    module = importlib.import_module(f"scenestream.agents.{name}.agent")
+    return module.stages(settings)
 
 
 def select_stages(names: Iterable[str] | None, settings: Settings | None = None) -> list[StageSpec]:
-    groups = stage_groups(settings)
+    """The specs of the named stages (every stage of :data:`~scenestream.topology.STAGE_NAMES` when none)."""
+    from scenestream.settings import get_settings
+
+    settings = settings or get_settings()
     if not names:
-        return [spec for specs in groups.values() for spec in specs]
+        return [spec for name in STAGE_NAMES for spec in stage_specs(name, settings)]
     chosen = []
     for name in names:
         name = name.strip()
-        if name not in groups:
-            raise ValueError(f"unknown stage {name!r}; stages: {', '.join(groups)}")
-        chosen += groups[name]
+        if name not in STAGE_NAMES:
+            raise ValueError(f"unknown stage {name!r}; stages: {', '.join(STAGE_NAMES)}")
+        specs = stage_specs(name, settings)
+        if not specs:
+            raise ValueError(f"the {name} stage is switched off by its settings (SCENESTREAM_{name.upper()}=false)")
+        chosen += specs
     return chosen
 
 
-def build_app(settings: Settings, stages: Iterable[StageSpec]) -> tuple[App, list[StageRunner]]:
+def build_app(settings: Settings, stages: Iterable[StageSpec]) -> tuple[App, list[StageRunner], Resources]:
+    """The worker's faust app with an agent per stage; the stages share one :class:`Resources`."""
     app = create_app(settings)
-    runners = [attach(app, spec, settings) for spec in stages]
-    return app, runners
+    resources = Resources()
+    try:
+        runners = [attach(app, spec, settings, resources) for spec in stages]
+    except BaseException:
+        resources.close()
+        raise
+    return app, runners, resources
+
+
+def close_worker(runners: Iterable[StageRunner], resources: Resources) -> None:
+    """Each handler's own resources first, then the shared ones (archive, engine)."""
+    try:
+        for runner in runners:
+            runner.close()
+    finally:
+        resources.close()
 
 
 async def wait_assigned(app: App, timeout: float = 30.0) -> None:
@@ -76,15 +89,16 @@ async def running_worker(settings: Settings, stages: Iterable[StageSpec]) -> Asy
     from scenestream.topics import create_topics
 
     await create_topics(settings)
-    app, runners = build_app(settings, stages)
-    await app.start()
+    app, runners, resources = build_app(settings, stages)
     try:
-        await wait_assigned(app)
-        yield app, runners
+        await app.start()
+        try:
+            await wait_assigned(app)
+            yield app, runners
+        finally:
+            await app.stop()
     finally:
-        await app.stop()
-        for runner in runners:
-            runner.close()
+        close_worker(runners, resources)
 
 
 def run_worker(settings: Settings, stages: list[StageSpec]) -> None:
@@ -94,10 +108,9 @@ def run_worker(settings: Settings, stages: list[StageSpec]) -> None:
     from scenestream.topics import create_topics
 
     asyncio.run(create_topics(settings))
-    app, runners = build_app(settings, stages)
-    worker = faust.Worker(app, loglevel=settings.log_level, override_logging=False, quiet=True)
+    app, runners, resources = build_app(settings, stages)
     try:
+        worker = faust.Worker(app, loglevel=settings.log_level, override_logging=False, quiet=True)
         worker.execute_from_commandline()
     finally:
-        for runner in runners:
-            runner.close()
+        close_worker(runners, resources)

@@ -10,11 +10,39 @@ from __future__ import annotations
 import time
 import uuid
 import warnings
-from typing import ClassVar, Literal, Optional
+from dataclasses import dataclass
+from typing import Annotated, ClassVar, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-REGISTERS = ("poet", "logician", "body", "philosopher")
+
+@dataclass(frozen=True)
+class Register:
+    """One register: the voice an adapter answers in, and the symbol a scene in it compresses into."""
+
+    name: str
+    symbol: str
+
+
+# The one declaration of the registers: the scene builder's head, the adapters, the records and the
+# command line all take them from here (in this order: the head's classes are in it).
+REGISTER_DECLS: tuple[Register, ...] = (
+    Register("poet", "🪶"),
+    Register("logician", "🧮"),
+    Register("body", "🫁"),
+    Register("philosopher", "🦉"),
+)
+REGISTERS: tuple[str, ...] = tuple(r.name for r in REGISTER_DECLS)
+SYMBOLS: dict[str, str] = {r.name: r.symbol for r in REGISTER_DECLS}
+
+
+def _known_register(name: str) -> str:
+    if name not in REGISTERS:
+        raise ValueError(f"unknown register {name!r}: one of {', '.join(REGISTERS)}")
+    return name
+
+
+RegisterName = Annotated[str, AfterValidator(_known_register)]
 
 # The records name a field "register" (the design's word); it shadows the
 # rarely used BaseModel.register ABC hook, which pydantic warns about.
@@ -51,7 +79,7 @@ class RawText(Record):
     source: str = "api"
     ts_ms: int = Field(default_factory=now_ms)
     replay_of: Optional[str] = None
-    force_register: Optional[Literal["poet", "logician", "body", "philosopher"]] = None
+    force_register: Optional[RegisterName] = None
 
 
 class Part(BaseModel):
@@ -98,7 +126,7 @@ class SceneField(Part):
 
 
 class RegisterWeight(Part):
-    name: Literal["poet", "logician", "body", "philosopher"]
+    name: RegisterName
     weight: float = Field(ge=0.0, le=1.0)
 
 

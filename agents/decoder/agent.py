@@ -4,7 +4,8 @@ Answers formed scenes, or resonated ones when the memory stage is on
 (``SCENESTREAM_MEMORY``); never both, so no scene is answered twice and
 feedback cannot loop. Scenes waiting together are generated as one batch of
 mixed registers. With ``SCENESTREAM_STREAM`` on (the default) the answer
-streams: partial lora-outputs while tokens come, then the final one.
+streams: partial lora-outputs while tokens come, then the final one. The
+engine is a shared resource of the worker: the runtime owns and closes it.
 """
 
 from __future__ import annotations
@@ -13,36 +14,31 @@ from typing import Optional, Sequence
 
 from scenestream.agents.decoder.engines import make_engine
 from scenestream.agents.decoder.transform import Decoder
-from scenestream.backbone import Result, StageSpec, Streamed, batch_then_each
+from scenestream.backbone import Resources, Result, StageSpec, Streamed, batch_then_each
 from scenestream.schemas.records import Scene
 from scenestream.settings import Settings
-from scenestream.topics import LORA_OUTPUTS, SCENES
+from scenestream.topics import LORA_OUTPUTS
 
 
 class DecodeScene:
     def __init__(self, decoder: Decoder) -> None:
         self.decoder = decoder
 
-    def close(self) -> None:
-        close = getattr(self.decoder.engine, "close", None)
-        if close is not None:
-            close()
-
     def process(self, records: Sequence[Scene], emit: Optional[Streamed] = None) -> list[Result]:
         partial = (lambda out: emit(LORA_OUTPUTS, out)) if emit is not None else None
         return batch_then_each(lambda batch: [[(LORA_OUTPUTS, out)] for out in self.decoder.decode(batch, partial)],
                                records)
 
+    def close(self) -> None:
+        """Nothing of its own: the engine is the runtime's to close."""
 
-def build(settings: Settings) -> DecodeScene:
-    return DecodeScene(Decoder(make_engine(settings), stream_interval_ms=settings.stream_interval_ms))
+
+def build(settings: Settings, resources: Resources) -> DecodeScene:
+    engine = resources.shared("engine", lambda: make_engine(settings))
+    return DecodeScene(Decoder(engine, stream_interval_ms=settings.stream_interval_ms))
 
 
-def _answers(settings: Settings):
+def stages(settings: Settings) -> list[StageSpec]:
     wanted = "resonated" if settings.memory else "formed"
-    return lambda scene: scene.stage == wanted
-
-
-def stage(settings: Settings) -> StageSpec:
-    return StageSpec(name="decoder", agent="decode_scene", source=SCENES, sinks=(LORA_OUTPUTS,), build=build,
-                     accepts=_answers(settings), in_thread=True, streams=settings.stream)
+    return [StageSpec.of("decode_scene", build, accepts=lambda scene: scene.stage == wanted, in_thread=True,
+                         streams=settings.stream)]

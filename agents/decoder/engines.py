@@ -60,6 +60,9 @@ class Engine(Protocol):
 
     def generate(self, requests: Sequence[Request], on_delta: Optional[OnDelta] = None) -> list[Generation]: ...
 
+    def close(self) -> None:
+        """Release the model (and any process or connection it holds)."""
+
 
 def served_adapter(adapters: dict[str, Path], register: str) -> str:
     """The adapter that answers ``register``: its own when the engine has it, else the base model."""
@@ -192,6 +195,10 @@ class TransformersEngine:
         if self.compiled:
             self._warm_up()
 
+    def close(self) -> None:
+        """Drop the model and its caches (GPU memory is given back once nothing else holds them)."""
+        self.net = self.lora = self.caches = None
+
     def _warm_up(self) -> None:
         """Compile the decoding step now, for one row and for a batch (two traces; later batch sizes and cache
         lengths only capture a new CUDA graph): a model that does not compile is found here, logged, and served
@@ -313,6 +320,10 @@ class OpenAIEngine:
 
         with ThreadPoolExecutor(max_workers=max(1, min(32, len(requests)))) as pool:
             return list(pool.map(one, range(len(requests))))
+
+    def close(self) -> None:
+        """Close the HTTP connections to the server."""
+        self.client.close()
 
 
 TCMALLOC_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib")

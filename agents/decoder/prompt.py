@@ -15,7 +15,6 @@ LABELS = {
     "ru": {"text": "Текст", "answer": "Ответ", "echo": "Отзвук"},
     "en": {"text": "Text", "answer": "Answer", "echo": "Echo"},
 }
-SYMBOLS = {"poet": "🪶", "logician": "🧮", "body": "🫁", "philosopher": "🦉"}
 
 
 def labels_for(lang: str) -> dict[str, str]:

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 from scenestream.agents.decoder.engines import Engine, Request, served_adapter
-from scenestream.agents.decoder.prompt import SYMBOLS, build_prompt, clean_answer, settled_answer
-from scenestream.schemas.records import LoraOutput, Scene, now_ms
+from scenestream.agents.decoder.prompt import build_prompt, clean_answer, settled_answer
+from scenestream.schemas.records import SYMBOLS, LoraOutput, Scene, now_ms
 
 Partial = Callable[[LoraOutput], None]
 

@@ -5,57 +5,39 @@
 * ``link_answer`` (memory): lora-outputs → memory-events (linked), the answer
   written into its scene's archive entry.
 
-Both share one archive per process (Qdrant Edge on disk, or a Qdrant server
-with ``SCENESTREAM_QDRANT_URL``).
+Both agents of a worker share one :class:`Memory` (one archive: Qdrant Edge on
+disk, or a Qdrant server with ``SCENESTREAM_QDRANT_URL``), which the runtime
+owns and closes when the worker stops. With ``SCENESTREAM_MEMORY=false`` the
+stage has no agents and the decoder answers formed scenes.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
-from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
 from scenestream.agents.memory.archive import open_archive
 from scenestream.agents.memory.transform import Memory
-from scenestream.backbone import Result, StageSpec, batch_then_each, map_each
+from scenestream.backbone import Resources, Result, StageSpec, batch_then_each, map_each
 from scenestream.schemas.records import LoraOutput, Scene
 from scenestream.settings import Settings
-from scenestream.topics import LORA_OUTPUTS, MEMORY_EVENTS, SCENES
+from scenestream.topics import MEMORY_EVENTS, SCENES
 
 
-@lru_cache(maxsize=None)
-def _memory(data_dir: Path, qdrant_url: Optional[str], embedder: str, scope: str) -> Memory:
+def open_memory(settings: Settings) -> Memory:
     from scenestream.agents.scene.embedder import make_embedder
 
-    memory = Memory(open_archive(data_dir, qdrant_url), make_embedder(embedder), scope=scope)
-    _open.append(memory)
-    return memory
+    return Memory(open_archive(settings.data_dir, settings.qdrant_url), make_embedder(settings.scene_embedder),
+                  scope=settings.memory_scope)
 
 
-def shared_memory(settings: Settings) -> Memory:
-    return _memory(settings.data_dir, settings.qdrant_url, settings.scene_embedder, settings.memory_scope)
+def shared_memory(settings: Settings, resources: Resources) -> Memory:
+    return resources.shared("memory", lambda: open_memory(settings))
 
 
-def release_memory() -> None:
-    """Close every archive this process opened (a worker stops; the next one reopens)."""
-    for memory in list(_open):
-        memory.archive.close()
-    _open.clear()
-    _memory.cache_clear()
-
-
-_open: list[Memory] = []
-
-
-class _MemoryHandler:
+class RememberScene:
     def __init__(self, memory: Memory) -> None:
         self.memory = memory
 
-    def close(self) -> None:
-        release_memory()
-
-
-class RememberScene(_MemoryHandler):
     def process(self, records: Sequence[Scene]) -> list[Result]:
         def remember(batch: Sequence[Scene]):
             return [[(SCENES, scene)] + [(MEMORY_EVENTS, e) for e in events]
@@ -63,14 +45,27 @@ class RememberScene(_MemoryHandler):
 
         return batch_then_each(remember, records)
 
+    def close(self) -> None:
+        """Nothing of its own: the shared memory is the runtime's to close."""
 
-class LinkAnswer(_MemoryHandler):
+
+class LinkAnswer:
+    def __init__(self, memory: Memory) -> None:
+        self.memory = memory
+
     def process(self, records: Sequence[LoraOutput]) -> list[Result]:
         return map_each(lambda out: [(MEMORY_EVENTS, e) for e in self.memory.link([out])], records)
 
+    def close(self) -> None:
+        """Nothing of its own: the shared memory is the runtime's to close."""
 
-REMEMBER = StageSpec(name="memory", agent="remember_scene", source=SCENES, sinks=(SCENES, MEMORY_EVENTS),
-                     build=lambda s: RememberScene(shared_memory(s)), accepts=lambda scene: scene.stage == "formed",
-                     in_thread=True)
-LINK = StageSpec(name="memory-links", agent="link_answer", source=LORA_OUTPUTS, sinks=(MEMORY_EVENTS,),
-                 build=lambda s: LinkAnswer(shared_memory(s)), accepts=lambda out: out.final, in_thread=True)
+
+def stages(settings: Settings) -> list[StageSpec]:
+    if not settings.memory:
+        return []
+    return [
+        StageSpec.of("remember_scene", lambda s, r: RememberScene(shared_memory(s, r)),
+                     accepts=lambda scene: scene.stage == "formed", in_thread=True),
+        StageSpec.of("link_answer", lambda s, r: LinkAnswer(shared_memory(s, r)),
+                     accepts=lambda out: out.final, in_thread=True),
+    ]

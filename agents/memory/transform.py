@@ -17,9 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
-from scenestream.agents.decoder.prompt import SYMBOLS
 from scenestream.agents.memory.archive import SceneArchive
-from scenestream.schemas.records import LoraOutput, MemoryEvent, Scene
+from scenestream.schemas.records import SYMBOLS, LoraOutput, MemoryEvent, Scene
 
 FLOOR = 0.84  # e5-small: unrelated texts sit at 0.70–0.80, the same theme above 0.85
 
@@ -40,6 +39,10 @@ class Memory:
     scope: Literal["session", "tenant"] = "session"
     floor: float = FLOOR
     symbol_at: float = 0.7
+
+    def close(self) -> None:
+        """Close the archive (a worker stops; the next one reopens it)."""
+        self.archive.close()
 
     def remember(self, scenes: Sequence[Scene]) -> list[tuple[Scene, list[MemoryEvent]]]:
         """Recall, store, resonate; in input order. Scenes of one batch see the ones before them."""

@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Sequence
 
 from scenestream.agents.scene.transform import SceneBuilder
-from scenestream.backbone import Result, StageSpec, batch_then_each
+from scenestream.backbone import Resources, Result, StageSpec, batch_then_each
 from scenestream.schemas.records import Tokens
 from scenestream.settings import Settings
-from scenestream.topics import SCENES, TOKENS
+from scenestream.topics import SCENES
 
 
 class BuildSceneFromTokens:
@@ -22,12 +22,15 @@ class BuildSceneFromTokens:
     def process(self, records: Sequence[Tokens]) -> list[Result]:
         return batch_then_each(lambda batch: [[(SCENES, scene)] for scene in self.builder.build(batch)], records)
 
+    def close(self) -> None:
+        """Nothing to release: the embedder and the shipped arrays are plain memory."""
 
-def build(settings: Settings) -> BuildSceneFromTokens:
-    builder = SceneBuilder(embedder_name=settings.scene_embedder)
+
+def build(settings: Settings, resources: Resources) -> BuildSceneFromTokens:
+    builder = SceneBuilder.from_settings(settings)
     builder.warm_up()  # load the engine and arrays at start-up, not on the first message
     return BuildSceneFromTokens(builder)
 
 
-STAGE = StageSpec(name="scene", agent="build_scene_from_tokens", source=TOKENS, sinks=(SCENES,), build=build,
-                  in_thread=True)
+def stages(settings: Settings) -> list[StageSpec]:
+    return [StageSpec.of("build_scene_from_tokens", build, in_thread=True)]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Sequence
 
 from scenestream.agents.tokenizer.transform import Tokenizer
-from scenestream.backbone import Result, StageSpec, map_each
+from scenestream.backbone import Resources, Result, StageSpec, map_each
 from scenestream.schemas.records import RawText
 from scenestream.settings import Settings
-from scenestream.topics import RAW_TEXT, TOKENS
+from scenestream.topics import TOKENS
 
 
 class TokenizeRawText:
@@ -18,11 +18,15 @@ class TokenizeRawText:
     def process(self, records: Sequence[RawText]) -> list[Result]:
         return map_each(lambda raw: [(TOKENS, self.tokenizer.tokenize(raw))], records)
 
+    def close(self) -> None:
+        """Nothing to release: the SentencePiece model is plain memory."""
 
-def build(settings: Settings) -> TokenizeRawText:
+
+def build(settings: Settings, resources: Resources) -> TokenizeRawText:
     tokenizer = Tokenizer.from_settings(settings)
     tokenizer.sp  # load the model at start-up, not on the first message
     return TokenizeRawText(tokenizer)
 
 
-STAGE = StageSpec(name="tokenizer", agent="tokenize_raw_text", source=RAW_TEXT, sinks=(TOKENS,), build=build)
+def stages(settings: Settings) -> list[StageSpec]:
+    return [StageSpec.of("tokenize_raw_text", build)]

@@ -35,13 +35,16 @@ class Upper:
 
         return map_each(one, records)
 
+    def close(self):
+        pass
+
 
 def event(value, offset):
     return SimpleNamespace(message=SimpleNamespace(topic="raw-text", partition=0, offset=offset, key=b"s", value=value))
 
 
 def spec():
-    return StageSpec(name="upper", agent="upper_raw_text", source=RAW_TEXT, sinks=(TOKENS,), build=lambda s: Upper())
+    return StageSpec(name="upper", agent="upper_raw_text", source=RAW_TEXT, sinks=(TOKENS,), build=lambda s, r: Upper())
 
 
 def good(text, mid):
@@ -82,7 +85,7 @@ def test_batch_is_acked_only_after_delivery_even_when_sends_fail_first():
 
 
 def test_records_a_stage_does_not_accept_are_acked_without_output():
-    s = StageSpec(name="upper", agent="upper_raw_text", source=RAW_TEXT, sinks=(TOKENS,), build=lambda s: Upper(),
+    s = StageSpec(name="upper", agent="upper_raw_text", source=RAW_TEXT, sinks=(TOKENS,), build=lambda s, r: Upper(),
                   accepts=lambda record: record.source != "replay")
     runner = StageRunner(s, Settings(), FakeProducer())
     skipped = encode(RawText(message_id="m", session_id="s", text="x", source="replay"))
@@ -112,11 +115,14 @@ class Streaming:
                 emit(TOKENS, record.model_copy(update={"text": f"{record.text}-preview{i}"}))
         return map_each(lambda r: [(TOKENS, r.model_copy(update={"text": r.text.upper()}))], records)
 
+    def close(self):
+        pass
+
 
 def test_streamed_records_go_first_keyed_like_their_input_and_are_confirmed_before_the_ack():
     producer = FakeProducer()
     stream_spec = StageSpec(name="stream", agent="stream_raw_text", source=RAW_TEXT, sinks=(TOKENS,),
-                            build=lambda s: Streaming(), in_thread=True, streams=True)
+                            build=lambda s, r: Streaming(), in_thread=True, streams=True)
     runner = StageRunner(stream_spec, Settings(), producer)
     acked = []
 

@@ -123,6 +123,7 @@ def room(module: str) -> str:
         ("scenestream.schemas", "base"),
         ("scenestream.topics", "base"),
         ("scenestream.settings", "base"),
+        ("scenestream.topology", "base"),
         ("scenestream.backbone", "backbone"),
         ("scenestream.app", "backbone"),
     )
