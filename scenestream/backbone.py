@@ -10,9 +10,13 @@ agent that
   that the transform refuses, becomes a :class:`DeadLetter` on
   ``<source>.dlq`` with the original bytes, stage, reason and offset;
 * sends the results, waits until the broker confirmed every send (results and
-  dead letters alike), and only then acks the batch. A failed send is retried
-  with back-off and the batch stays un-acked meanwhile, so nothing is lost and
-  nothing is acked that was not handled.
+  dead letters alike), and only then acks the batch. A send that failed on
+  broker trouble is retried alone with back-off, the batch un-acked meanwhile,
+  so nothing is lost and nothing is acked that was not handled. A send that can
+  never succeed (over the size limit, no such topic, not authorized) puts its
+  input on ``<source>.dlq`` instead, truncated when the whole dead letter is
+  too large; when not even that can be sent the worker stops with
+  :class:`StageStopped` rather than stall or lose the message.
 
 A stage that streams (``StageSpec.streams``, the decoder) also gets an
 ``emit(topic, record)`` to send records while it still works on the batch:
@@ -25,12 +29,13 @@ send is logged, not retried, and after a retried batch they may repeat.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Protocol, Sequence, TypeVar, Union
+from typing import Any, Callable, NamedTuple, Optional, Protocol, Sequence, TypeVar, Union
 
 from scenestream.schemas.codec import SchemaError, decode, encode
 from scenestream.schemas.records import DeadLetter, Record
@@ -109,7 +114,46 @@ def producer(settings: Settings, **kwargs):
     from aiokafka import AIOKafkaProducer
 
     return AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=settings.producer_linger_ms,
-                            **settings.kafka_auth(), **kwargs)
+                            max_request_size=settings.max_request_bytes, **settings.kafka_auth(), **kwargs)
+
+
+class Send(NamedTuple):
+    """One record to send, and the input event it answers (for its dead letter when it cannot go)."""
+
+    topic: str
+    key: Optional[bytes]
+    value: bytes
+    event: Any = None
+
+
+class StageStopped(RuntimeError):
+    """A stage cannot go on without losing a message: not even its dead letter can be delivered."""
+
+
+TRUNCATED_BYTES = 1024  # how much of the original value a truncated dead letter keeps
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """Whether a failed send can never succeed by sending it again: a record over a size limit, an invalid
+    record, a topic that does not exist (after the producer's metadata wait) or that this client may not
+    write to, or an error that is not the broker's at all. Broker trouble (connections, timeouts, leaders
+    moving) is retriable."""
+    from aiokafka import errors as kafka
+
+    permanent = (kafka.MessageSizeTooLargeError, kafka.RecordTooLargeError, kafka.RecordListTooLargeError,
+                 kafka.CorruptRecordException, kafka.InvalidTopicError, kafka.UnknownTopicOrPartitionError,
+                 kafka.TopicAuthorizationFailedError, kafka.ClusterAuthorizationFailedError)
+    if isinstance(exc, permanent):
+        return True
+    return not isinstance(exc, (kafka.KafkaError, OSError, asyncio.TimeoutError))
+
+
+def truncated(letter: DeadLetter) -> DeadLetter:
+    """``letter`` small enough to send: the first :data:`TRUNCATED_BYTES` of the original value, its size and
+    SHA-256, and the reason."""
+    value = letter.value or b""
+    return letter.model_copy(update={"value": value[:TRUNCATED_BYTES], "truncated": True,
+                                     "value_size": len(value), "value_sha256": hashlib.sha256(value).hexdigest()})
 
 
 def map_each(fn: Callable[[Record], list[Emit]], records: Sequence[Record]) -> list[Result]:
@@ -140,9 +184,12 @@ def batch_then_each(fn: Callable[[Sequence[Record]], list[list[Emit]]], records:
     return results
 
 
-def dead_letter(spec: StageSpec, event: Any, exc: BaseException, message_id: str | None = None) -> DeadLetter:
+def dead_letter(spec: StageSpec, event: Any, exc: BaseException, message_id: str | None = None,
+                reason: str | None = None, error_type: str | None = None) -> DeadLetter:
     message = event.message
-    if isinstance(exc, SchemaError):
+    if reason is not None:
+        error_type = error_type or "processing"
+    elif isinstance(exc, SchemaError):
         reason, error_type = exc.reason, exc.error_type
     else:
         reason, error_type = f"{type(exc).__name__}: {exc}", "processing"
@@ -212,6 +259,7 @@ class StageRunner:
         self._own_producer = producer is None
         self.handled = 0
         self.dead = 0
+        self.stopped: Optional[StageStopped] = None
 
     async def start(self) -> None:
         if self.producer is None:
@@ -227,8 +275,8 @@ class StageRunner:
         """Release what the handler holds when its worker stops."""
         self.handler.close()
 
-    def plan(self, events: Sequence[Any], emit: Optional[Streamed] = None) -> list[tuple[str, bytes | None, bytes]]:
-        """What to send for these events: (topic, key, value) in input order."""
+    def plan(self, events: Sequence[Any], emit: Optional[Streamed] = None) -> list[Send]:
+        """What to send for these events, in input order."""
         records: list[Record] = []
         slots: list[tuple[Any, Union[Record, Exception, None]]] = []
         for event in events:
@@ -251,39 +299,102 @@ class StageRunner:
         else:
             outcome = self.handler.process(records)
         results = iter(outcome)
-        sends: list[tuple[str, bytes | None, bytes]] = []
+        sends: list[Send] = []
         for event, slot in slots:
             if slot is None:
                 continue
             result: Result = slot if isinstance(slot, Exception) else next(results)
             if isinstance(result, Exception):
                 message_id = getattr(slot, "message_id", None)
-                sends.append((self.dlq, event.message.key, encode(dead_letter(self.spec, event, result, message_id))))
+                letter = dead_letter(self.spec, event, result, message_id)
+                sends.append(Send(self.dlq, event.message.key, encode(letter), event))
                 self.dead += 1
                 if not isinstance(result, SchemaError):
                     log.warning("%s: %s at %s[%s]@%s", self.spec.name, result, event.message.topic,
                                 event.message.partition, event.message.offset)
             else:
                 for decl, record in result:
-                    sends.append((self.sinks[decl.name], event.message.key, encode(record)))
+                    sends.append(Send(self.sinks[decl.name], event.message.key, encode(record), event))
         self.handled += len(events)
         return sends
 
-    async def deliver(self, sends: list[tuple[str, bytes | None, bytes]]) -> None:
-        """Send and wait for the broker's confirmation of every send; retry until it comes."""
-        delay = 0.1
-        while True:
+    async def _send_each(self, sends: Sequence[Send]) -> list[Optional[BaseException]]:
+        """Send every record (queued in order), then wait for each confirmation: ``None`` or its error."""
+        queued: list[Any] = []
+        for send in sends:
             try:
-                send = self.producer.send
-                futures = [await send(topic, key=key, value=value, headers=self.headers) for topic, key, value in sends]
-                await asyncio.gather(*futures)
-                return
+                queued.append(await self.producer.send(send.topic, key=send.key, value=send.value,
+                                                       headers=self.headers))
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # broker trouble: keep the batch un-acked and try again
-                log.error("%s: send failed (%s), retrying in %.1fs", self.spec.name, exc, delay)
+            except Exception as exc:  # refused before it was queued (too large, no such topic, …)
+                queued.append(exc)
+        outcomes: list[Optional[BaseException]] = []
+        for item in queued:
+            if isinstance(item, BaseException):
+                outcomes.append(item)
+                continue
+            try:
+                await item
+                outcomes.append(None)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    def _undeliverable(self, send: Send, exc: BaseException) -> Send:
+        """What to send instead of ``send``, which can never be delivered (:func:`is_permanent`): its input's
+        dead letter; for a dead letter, the truncated one. Raises :class:`StageStopped` when a truncated
+        dead letter cannot be delivered either."""
+        why = f"{type(exc).__name__}: {exc}"
+        if send.topic == self.dlq:
+            letter = decode(send.value, DeadLetter)
+            if letter.truncated:
+                raise StageStopped(f"{self.spec.name}: the dead letter for {letter.topic}[{letter.partition}]@"
+                                   f"{letter.offset} cannot be delivered to {self.dlq} even truncated ({why}); "
+                                   "stopping instead of losing it")
+            log.warning("%s: dead letter for %s[%s]@%s too large to send (%s): sending it truncated",
+                        self.spec.name, letter.topic, letter.partition, letter.offset, why)
+            return send._replace(value=encode(truncated(letter)))
+        message = send.event.message
+        log.warning("%s: result for %s of %s[%s]@%s cannot be delivered (%s): dead-lettering the input",
+                    self.spec.name, send.topic, message.topic, message.partition, message.offset, why)
+        self.dead += 1
+        letter = dead_letter(self.spec, send.event, exc, reason=f"result for {send.topic} cannot be delivered: {why}",
+                             error_type="undeliverable")
+        return Send(self.dlq, message.key, encode(letter), send.event)
+
+    async def deliver(self, sends: Sequence[Send]) -> None:
+        """Send every record and wait until the broker confirmed each one. A send that fails on broker trouble
+        is retried alone (never the ones that went through), with back-off, until it goes; one that can never
+        succeed puts its input on the dead-letter topic instead (a truncated dead letter where the whole one
+        is over the size limit), once per input; when even that cannot be delivered, :class:`StageStopped`."""
+        pending = list(sends)
+        delay = 0.1
+        while pending:
+            outcomes = await self._send_each(pending)
+            retry: list[Send] = []
+            replaced: set[int] = set()  # inputs already dead-lettered in this round
+            failures = 0
+            for send, outcome in zip(pending, outcomes):
+                if outcome is None:
+                    continue
+                if is_permanent(outcome):
+                    if send.topic != self.dlq and id(send.event) in replaced:
+                        continue
+                    replaced.add(id(send.event))
+                    retry.append(self._undeliverable(send, outcome))
+                else:
+                    failures += 1
+                    last = outcome
+                    retry.append(send)
+            if failures:  # broker trouble: one line per round, not one per record
+                log.error("%s: %d send(s) failed (%s: %s), retrying them in %.1fs", self.spec.name, failures,
+                          type(last).__name__, last, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+            pending = retry
 
     async def handle(self, stream: Any, events: list[Any]) -> None:
         emit = Streamed(self, asyncio.get_running_loop()) if self.spec.streams else None
@@ -328,6 +439,10 @@ def attach(app: Any, spec: StageSpec, settings: Settings, resources: Optional[Re
                     log.debug("%s: %d events in %.1f ms", spec.name, len(batch),
                               (time.perf_counter() - started) * 1000)
                     batch = []
+        except StageStopped as exc:  # nothing acked; the worker stops loudly rather than lose or stall
+            runner.stopped = exc
+            log.critical("%s", exc)
+            await app.crash(exc)
         finally:
             await runner.stop()
 

@@ -61,8 +61,10 @@ class Settings(BaseSettings):
         "idle partition for this long, so it bounds hop latency (FINDINGS.md).",
     )
     batch_max: int = Field(256, ge=1, description="Most messages a stage handles in one batch.")
-    batch_within_ms: int = Field(
-        5, ge=0, description="Longest wait to fill a batch once the first message arrived."
+    max_request_bytes: int = Field(
+        1024 * 1024, ge=256, description="Largest record a producer sends (aiokafka's max_request_size; keep it "
+        "within the broker's message.max.bytes). A stage's result over it sends the input to the dead-letter "
+        "topic, truncated there when the whole dead letter would be over it too.",
     )
     producer_linger_ms: int = Field(1, ge=0, description="Producer linger (batching) time.")
     commit_interval_s: float = Field(0.5, gt=0, description="Offset commit interval.")

@@ -205,9 +205,15 @@ class MemoryEvent(Record):
 
 
 class DeadLetter(Record):
-    """``<topic>.dlq``: what a stage could not handle, with the original bytes."""
+    """``<topic>.dlq``: what a stage could not handle, with the original bytes.
+
+    Version 2: a dead letter that would itself be over the producer's size limit
+    is sent truncated (``truncated``; ``value`` holds the first KiB, ``value_size``
+    and ``value_sha256`` describe the whole original value).
+    """
 
     kind: ClassVar[str] = "dead_letter"
+    version: ClassVar[int] = 2
     topic: str
     partition: int
     offset: int
@@ -218,3 +224,6 @@ class DeadLetter(Record):
     error_type: str
     message_id: Optional[str] = None
     ts_ms: int = Field(default_factory=now_ms)
+    truncated: bool = False
+    value_size: Optional[int] = None
+    value_sha256: Optional[str] = None

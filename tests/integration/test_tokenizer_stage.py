@@ -117,3 +117,50 @@ def test_tokens_become_scenes_through_the_broker(settings_factory):
     assert all(s.stage == "formed" and s.session_id == "scene-session" for s in out)
     letter = decode(letters[0].value, DeadLetter)
     assert letter.stage == "scene" and letter.error_type == "schema"
+
+
+def test_a_result_over_the_size_limit_is_dead_lettered_and_the_stage_goes_on(settings_factory):
+    """A tokens record is several times its text: with a 4 KiB producer limit, a 2 KiB text's result cannot
+    be sent. The input goes to the dead-letter topic whole (it fits), and the next text goes through."""
+    s = settings_factory(max_request_bytes=4096)
+    big = raw_text("слово " * 180, session_id="s-big")  # ≈ 2 KiB of UTF-8
+
+    async def go():
+        async with running_worker(s, select_stages(["tokenizer"])):
+            await publish(s, [big])
+            after = raw_text("a small one after it", session_id="s-big")
+            await publish(s, [after])
+            letters = await _collect(s, RAW_TEXT.dlq_name(s), 1)
+            tokens = await _collect(s, TOKENS.full_name(s), 1)
+            return after, letters, tokens
+
+    after, letters, tokens = asyncio.run(go())
+    letter = decode(letters[0].value, DeadLetter)
+    assert letter.error_type == "undeliverable" and "MessageSizeTooLargeError" in letter.reason
+    assert not letter.truncated and decode(letter.value, type(big)).message_id == big.message_id
+    assert [decode(t.value, Tokens).message_id for t in tokens] == [after.message_id]
+
+
+def test_when_not_even_a_truncated_dead_letter_can_be_sent_the_worker_stops_loudly(settings_factory):
+    """A limit below a truncated dead letter's size: the stage stops (nothing acked, nothing sent) instead of
+    retrying forever or dropping the message."""
+    s = settings_factory(max_request_bytes=512)
+
+    async def go():
+        async with running_worker(s, select_stages(["tokenizer"])) as (_app, runners):
+            client = s.model_copy(update={"max_request_bytes": 1 << 20})  # the producer that ingests has room
+            await publish(client, [raw_text("слово " * 120, session_id="s-stop")])
+            for _ in range(200):
+                if runners[0].stopped is not None:
+                    break
+                await asyncio.sleep(0.1)
+            return runners[0].stopped, await _collect_all(s, RAW_TEXT.dlq_name(s)), \
+                await _collect_all(s, TOKENS.full_name(s))
+
+    stopped, letters, tokens = asyncio.run(go())
+    assert stopped is not None and "even truncated" in str(stopped)
+    assert letters == [] and tokens == []
+
+
+async def _collect_all(settings, topic):
+    return [record async for record in read_topic(settings, topic)]

@@ -4,6 +4,7 @@ import asyncio
 from types import SimpleNamespace
 
 import msgpack
+import pytest
 
 from scenestream.backbone import StageRunner, StageSpec, map_each
 from scenestream.schemas import DeadLetter, RawText, decode, encode
@@ -56,9 +57,9 @@ def test_plan_routes_results_and_dead_letters_in_order():
     events = [event(good("a", "m1"), 0), event(b"\xc1junk", 1), event(good("boom", "m3"), 2),
               event(msgpack.packb({"text": "no ids"}), 3), event(good("b", "m5"), 4)]
     sends = runner.plan(events)
-    names = [topic for topic, _key, _value in sends]
+    names = [topic for topic, _key, _value, _event in sends]
     assert names == ["tokens", "raw-text.dlq", "raw-text.dlq", "raw-text.dlq", "tokens"]
-    letters = [decode(value, DeadLetter) for topic, _k, value in sends if topic.endswith(".dlq")]
+    letters = [decode(value, DeadLetter) for topic, _k, value, _e in sends if topic.endswith(".dlq")]
     assert [d.offset for d in letters] == [1, 2, 3]
     assert [d.error_type for d in letters] == ["undecodable", "processing", "schema"]
     assert letters[0].value == b"\xc1junk" and letters[0].stage == "upper"
@@ -138,3 +139,104 @@ def test_streamed_records_go_first_keyed_like_their_input_and_are_confirmed_befo
     assert texts == [("a-preview0", b"s"), ("a-preview1", b"s"), ("b-preview0", b"k2"), ("b-preview1", b"k2"),
                      ("A", b"s"), ("B", b"k2")]
     assert acked == [0, 1]
+
+
+class PickyProducer(FakeProducer):
+    """Refuses values over ``limit`` bytes as aiokafka does (MessageSizeTooLargeError, never retriable); fails
+    the first send of ``flaky`` topics once with a retriable error."""
+
+    def __init__(self, limit, flaky=()):
+        super().__init__()
+        self.limit = limit
+        self.flaky = set(flaky)
+        self.attempts = []
+
+    async def send(self, topic, key, value, headers):
+        from aiokafka.errors import MessageSizeTooLargeError
+
+        self.attempts.append((topic, value))
+        if len(value) > self.limit:
+            raise MessageSizeTooLargeError(f"{len(value)} bytes")
+        if topic in self.flaky:
+            self.flaky.discard(topic)
+            raise ConnectionError("broker away")
+        return await super().send(topic, key, value, headers)
+
+
+def handle(runner, events):
+    acked = []
+
+    class Stream:
+        async def ack(self, ev):
+            acked.append(ev.message.offset)
+
+    asyncio.run(runner.handle(Stream(), events))
+    return acked
+
+
+class Double(Upper):
+    def process(self, records):
+        return map_each(lambda r: [(TOKENS, r.model_copy(update={"text": r.text * 2}))], records)
+
+
+def test_a_result_that_can_never_be_sent_dead_letters_its_input_and_the_batch_goes_on():
+    producer = PickyProducer(limit=1300)
+    double = StageSpec(name="upper", agent="upper_raw_text", source=RAW_TEXT, sinks=(TOKENS,),
+                       build=lambda s, r: Double())
+    runner = StageRunner(double, Settings(), producer)
+    acked = handle(runner, [event(good("a", "m1"), 0), event(good("x" * 700, "m2"), 1), event(good("b", "m3"), 2)])
+    assert acked == [0, 1, 2]
+    sent = [(topic, decode(value, DeadLetter) if topic.endswith(".dlq") else decode(value, RawText))
+            for topic, _k, value in producer.sent]
+    assert [t for t, _r in sent] == ["tokens", "tokens", "raw-text.dlq"]
+    letter = sent[-1][1]
+    assert letter.offset == 1 and letter.error_type == "undeliverable" and not letter.truncated
+    assert "MessageSizeTooLargeError" in letter.reason and "tokens" in letter.reason
+    assert decode(letter.value, RawText).text == "x" * 700  # the original input, whole
+    assert runner.dead == 1
+
+
+def test_a_dead_letter_over_the_limit_goes_truncated_with_size_and_hash():
+    import hashlib
+
+    producer = PickyProducer(limit=1600)
+    runner = StageRunner(spec(), Settings(), producer)
+    big = good("y" * 3000, "m1")
+    assert handle(runner, [event(big, 0)]) == [0]
+    (topic, _k, value), = producer.sent
+    letter = decode(value, DeadLetter)
+    assert topic == "raw-text.dlq" and letter.truncated
+    assert letter.value == big[:1024] and letter.value_size == len(big)
+    assert letter.value_sha256 == hashlib.sha256(big).hexdigest()
+
+
+def test_when_not_even_the_truncated_dead_letter_fits_the_stage_stops_without_acking():
+    from scenestream.backbone import StageStopped
+
+    producer = PickyProducer(limit=300)
+    runner = StageRunner(spec(), Settings(), producer)
+    with pytest.raises(StageStopped, match="cannot be delivered"):
+        handle(runner, [event(good("z" * 600, "m1"), 0)])
+    assert producer.sent == []
+
+
+def test_retries_resend_only_what_failed():
+    producer = PickyProducer(limit=10_000, flaky={"tokens"})
+    runner = StageRunner(spec(), Settings(), producer)
+    assert handle(runner, [event(good("a", "m1"), 0), event(good("b", "m2"), 1)]) == [0, 1]
+    texts = [decode(value, RawText).text for _t, _k, value in producer.sent]
+    assert sorted(texts) == ["A", "B"]  # each exactly once
+    assert len(producer.attempts) == 3  # the failed one again, not the batch
+
+
+def test_errors_are_sorted_into_retriable_and_permanent():
+    from aiokafka import errors
+
+    from scenestream.backbone import is_permanent
+
+    for exc in (errors.MessageSizeTooLargeError(), errors.UnknownTopicOrPartitionError(),
+                errors.TopicAuthorizationFailedError(), TypeError("not bytes")):
+        assert is_permanent(exc), exc
+    for exc in (errors.KafkaConnectionError(), errors.RequestTimedOutError(), errors.NotLeaderForPartitionError(),
+                errors.KafkaTimeoutError(), ConnectionError(), asyncio.TimeoutError()):
+        assert not is_permanent(exc), exc
