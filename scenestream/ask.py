@@ -79,37 +79,3 @@ async def ask_once(text: str, session: Optional[str] = None, timeout: float = 12
                                   if k in output.timings_ms})
     return result
 
-
-def answer_head(output: LoraOutput) -> str:
-    return f"{output.symbol or ''} {output.register} ({output.adapter} adapter, {output.engine}):"
-
-
-def render(result: dict, answer: bool = True) -> str:
-    """The human view of an ``ask`` result (``answer=False``: all but the answer's text, already streamed)."""
-    lines = [f"message {result['message_id']}  session {result['session_id']}  ({result['stack']} stack, "
-             f"{result['timings']['pipeline_ms']:.0f} ms through the pipeline)"]
-    scene = result.get("scene")
-    if scene is not None:
-        registers = ", ".join(f"{r.name} {r.weight:.2f}" for r in scene.registers if r.weight >= 0.05)
-        f = scene.field
-        lines += [
-            f"scene:       {scene.scene_id}  {scene.delta_code}  ({scene.lang})",
-            f"linkage:     {scene.linkage}",
-            "hypertokens: " + ", ".join(f"{h.text} ({h.weight:.2f})" for h in scene.hypertokens),
-            f"field:       valence {f.valence:+.2f}  arousal {f.arousal:.2f}  tension {f.tension:.2f}  rhythm {f.rhythm}",
-            f"registers:   {registers}  → {scene.register}",
-        ]
-        if scene.stage == "resonated":
-            echoes = ", ".join(f"{e.get('scene_id', '?')[:8]} ({e.get('score', 0):.2f})" for e in scene.echoes)
-            lines.append(f"resonance:   {scene.resonance:.2f}" + (f"  echoes: {echoes}" if echoes else "")
-                         + (f"  symbol {scene.symbol}" if scene.symbol else ""))
-    output = result.get("output")
-    if output is not None:
-        first = output.timings_ms.get("first_token")
-        piece = result["timings"].get("first_piece_ms")
-        stats = [f"{output.completion_tokens} tokens"] + ([f"first token {first:.0f} ms"] if first is not None else [])
-        stats += [f"first piece here after {piece:.0f} ms"] if piece is not None else []
-        if answer:
-            lines += ["", answer_head(output), output.text]
-        lines.append(f"answer:      {', '.join(stats)}")
-    return "\n".join(lines)

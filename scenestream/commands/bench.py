@@ -1,0 +1,307 @@
+"""Benchmarks: ``scenestream bench transport|scene|decoder|quality|memory|e2e|lora|gpu [--json]``.
+
+The measurements live in ``ops/bench_*.py``; with ``--json`` a command prints the report as one JSON
+document (progress on stderr), without it a short rendering of the main figures: the ops module's
+``format_report`` for transport, scene and gpu, the ``render_*`` functions here for the others.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+from scenestream.commands.common import (
+    LORA_KERNELS,
+    REGISTER_HELP,
+    SCENE_EMBEDDERS,
+    embedders_choice,
+    fail,
+    json_option,
+    kernels_choice,
+    print_human,
+    print_json,
+    progress_to_stderr,
+    register_choice,
+)
+
+bench_app = typer.Typer(help="Benchmarks (--json for machines).", no_args_is_help=True)
+JSON_HELP = "Print the report as one JSON document (progress on stderr)."
+
+
+def _table(*columns: str, title: str) -> Any:
+    from rich.table import Table
+
+    table = Table(*columns, title=title, title_justify="left")
+    for column in table.columns[1:]:
+        column.justify = "right"
+    return table
+
+
+def _num(value: Any, fmt: str = ".1f") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def _group(*parts: Any) -> Any:
+    from rich.console import Group
+
+    return Group(*[part for part in parts if part is not None])
+
+
+# ----------------------------------------------------------------------------------------------- renderings
+
+DECODER_RUNS = (
+    ("(a) transformers + PEFT, one at a time", "a_transformers_single", "ratio_b_over_a"),
+    ("(b') transformers + PEFT, batched", "b_transformers_batched_peft", "ratio_b_peft_over_a"),
+    ("(b) transformers, batched", "b_transformers_batched", "ratio_b_over_a"),
+    ("(c) vLLM multi-LoRA", "c_vllm", "ratio_vllm_over_a"),
+    ("(c') vLLM without scenestream CPU ops", "c_vllm_without_cpu_ops", "ratio_vllm_without_cpu_ops_over_a"),
+    ("(c'') vLLM without tcmalloc", "c_vllm_without_tcmalloc", "ratio_vllm_without_tcmalloc_over_a"),
+)
+
+
+def render_decoder(report: dict) -> Any:
+    """Tokens/s and time to first token of each decoder run, and its speed against (a)."""
+    table = _table("run", "requests", "batch", "tok/s", "TTFT p50 ms", "× (a)",
+                   title=f"decoder: {report['scenes']} held-out scenes, {report['max_new_tokens']} new tokens at most")
+    notes = []
+    for label, key, ratio in DECODER_RUNS:
+        run = report.get(key)
+        if run is None:
+            continue
+        if "skipped" in run:
+            notes.append(f"{label}: skipped ({run['skipped']})")
+            continue
+        if key == "b_transformers_batched":
+            label = f"(b) transformers ({run.get('lora_kernel')} LoRA), batched"
+        times = "1.00" if key.startswith("a_") else _num(report.get(ratio), ".2f")
+        table.add_row(label, str(run["requests"]), str(run["batch"]), _num(run["tokens_per_s"]),
+                      _num(run["ttft_p50_ms"]), times)
+    target = report.get("targets", {}).get("vllm_over_single_min")
+    if target is not None:
+        notes.append(f"target: vLLM ≥ {target}× (a)")
+    return _group(table, *notes)
+
+
+def render_quality(report: dict) -> Any:
+    """Style fidelity (the router's agreement) and held-out loss per register, adapter against base."""
+    table = _table("register", "adapter", "base", "reference", "loss adapter", "loss base", "adapter misread as",
+                   title="quality: style fidelity (share the router reads as the register)")
+    table.columns[-1].justify = "left"
+    for register, row in report["per_register"].items():
+        adapter, base = row["adapter"], row["base"]
+        misread = ", ".join(f"{name} {n}" for name, n in adapter.get("misread_as", {}).items()) or "-"
+        table.add_row(register, _num(adapter["style_fidelity"], ".3f"), _num(base["style_fidelity"], ".3f"),
+                      _num(row["reference"]["style_fidelity"], ".3f"), _num(adapter.get("heldout_loss"), ".3f"),
+                      _num(base.get("heldout_loss"), ".3f"), misread)
+    target = report.get("targets", {}).get("style_fidelity_min")
+    return _group(table, f"target: style fidelity ≥ {target}" if target is not None else None)
+
+
+def render_memory(report: dict) -> Any:
+    """Archive store and recall speed per size, paraphrase recall@5, the memory stage's rate."""
+    table = _table("scenes", "store scenes/s", "recalls/s", "recall p50 ms", "recall p99 ms",
+                   title=f"memory: archive {report.get('backend', '')}")
+    for run in report["archive"]:
+        table.add_row(f"{run['scenes']:,}", _num(run["store_scenes_per_s"], ".0f"), _num(run["recall_per_s"], ".0f"),
+                      _num(run["recall_p50_ms"], ".3f"), _num(run["recall_p99_ms"], ".3f"))
+    para = report["paraphrases"]
+    by_lang = ", ".join(f"{lang} {value:.3f}" for lang, value in para["by_lang"].items())
+    targets = report.get("targets", {})
+    return _group(
+        table,
+        f"paraphrase recall@5: {para['recall_at_5']:.3f} ({by_lang}; {para['pairs']} pairs among "
+        f"{para['distractors']} distractors)",
+        f"memory stage (e5 included): {report['stage_scenes_per_s']:.1f} scenes/s",
+        "targets: " + ", ".join(f"{k} {v}" for k, v in targets.items()) if targets else None,
+    )
+
+
+def render_e2e(report: dict) -> Any:
+    """Latency to the first streamed piece and to the whole answer per offered rate; ask against generation."""
+    table = _table("req/s", "requests", "streamed", "first piece p50 ms", "p99 ms", "answer p50 ms", "p99 ms",
+                   title=f"e2e: engine {report['engine']}, {report['max_new_tokens']} new tokens at most, "
+                   f"pieces every {report['stream_interval_ms']} ms")
+    for run in report["runs"]:
+        table.add_row(_num(run["rate_rps"], "g"), str(run["requests"]), str(run["streamed_answers"]),
+                      _num(run["first_token_p50_ms"], ".0f"), _num(run["first_token_p99_ms"], ".0f"),
+                      _num(run["answer_p50_ms"], ".0f"), _num(run["answer_p99_ms"], ".0f"))
+    asks = report.get("ask_through_running_stack")
+    lines = []
+    for way, summary in (asks or {}).items():
+        lines.append(f"ask through the running stack, {way.replace('_', ' ')}: {summary['calls']} calls, "
+                     f"ask p50 {summary['ask_p50_ms']:.0f} ms, generation p50 {summary['generate_p50_ms']:.0f} ms "
+                     f"({summary['ask_over_generate']:.2f}×)")
+    return _group(table, *lines)
+
+
+def render_lora(report: dict) -> Any:
+    """Tokens/s of each LoRA kernel on one mixed-adapter batch, speed-ups and identical answers."""
+    kernels = list(report["kernels"])
+    reference = kernels[0]
+    table = _table("kernel", "tok/s (median)", "warm-up s", f"× {reference}", "answers = ref (bf16)",
+                   "answers = ref (float32)", "compiled",
+                   title=f"lora: {report['prompts']} prompts × {report['new_tokens']} new tokens, {report['repeats']} "
+                   f"repeats on {report['device']} ({report['threads']} threads)")
+    for kernel, row in report["kernels"].items():
+        speedup = "1.00" if kernel == reference else _num(report.get(f"speedup_{kernel}_over_{reference}"), ".2f")
+        table.add_row(kernel, _num(row["tokens_per_s_median"]), _num(row["warmup_s"], ".2f"), speedup,
+                      row.get(f"answers_identical_to_{reference}", "-"),
+                      row.get(f"float32_answers_identical_to_{reference}", "-"),
+                      "yes" if report.get("compiled_decode", {}).get(kernel) else "no")
+    example = report.get("example")
+    return _group(table, report.get("answers_analysis"),
+                  f"example ({example['adapter']}): {example['answer']}" if example else None)
+
+
+# --------------------------------------------------------------------------------------------------- commands
+
+
+def _show(report: dict, as_json: bool, render: Any) -> None:
+    if as_json:
+        print_json(report)
+    else:
+        shown = render(report)
+        if isinstance(shown, str):  # the ops modules' format_report: plain lines
+            typer.echo(shown)
+        else:
+            print_human(shown)
+
+
+@bench_app.command("transport")
+def bench_transport(
+    as_json: bool = json_option(JSON_HELP),
+    messages: int = typer.Option(20_000, help="Messages pushed through the three hops for throughput."),
+    rate: float = typer.Option(1_000.0, help="Offered rate (msg/s) for the latency run."),
+    seconds: float = typer.Option(5.0, help="Length of the latency run."),
+    rounds: int = typer.Option(3, help="Alternating rounds of both chains; medians are reported."),
+) -> None:
+    """Three trivial hops: the project's backbone against raw aiokafka, same broker, same run."""
+    from scenestream.ops.bench_transport import format_report, run_bench
+
+    with progress_to_stderr():
+        report = run_bench(messages=messages, rate=rate, seconds=seconds, rounds=rounds, progress=not as_json)
+    _show(report, as_json, format_report)
+
+
+@bench_app.command("scene")
+def bench_scene(
+    as_json: bool = json_option(JSON_HELP),
+    embedders: str = typer.Option(",".join(SCENE_EMBEDDERS), callback=embedders_choice,
+                                  help="Comma-separated embedders to measure side by side "
+                                  f"({', '.join(SCENE_EMBEDDERS)})."),
+    repeats: int = typer.Option(3, help="Timed passes over the held-out texts (median reported)."),
+) -> None:
+    """Register accuracy, macro-F1, confusion, Δ-code agreement and texts/s on the held-out split."""
+    from scenestream.ops.bench_scene import format_report, run_bench
+
+    with progress_to_stderr():
+        report = run_bench(embedders, repeats, progress=not as_json)
+    _show(report, as_json, format_report)
+
+
+@bench_app.command("decoder")
+def bench_decoder(
+    as_json: bool = json_option(JSON_HELP),
+    scenes: int = typer.Option(64, help="Held-out scenes, spread over the four registers."),
+    batch: int = typer.Option(16, help="Batch size of the batched transformers run."),
+    single_limit: Optional[int] = typer.Option(None, help="Time (a) on the first N scenes only."),
+) -> None:
+    """(a) transformers+PEFT one at a time, (b) batched, (c) vLLM multi-LoRA: tokens/s, TTFT, ratios."""
+    from scenestream.ops.bench_decoder import run_decoder_bench
+
+    with progress_to_stderr():
+        report = run_decoder_bench(scenes, batch, progress=not as_json, single_limit=single_limit)
+    _show(report, as_json, render_decoder)
+
+
+@bench_app.command("lora")
+def bench_lora(
+    as_json: bool = json_option(JSON_HELP),
+    prompts: int = typer.Option(16, help="Held-out prompts in the mixed batch (registers round-robin, every fifth "
+                                "row the base model)."),
+    new_tokens: int = typer.Option(40, help="New tokens per answer (greedy)."),
+    repeats: int = typer.Option(3, help="Timed batches per kernel, taking turns (median reported)."),
+    kernels: str = typer.Option("peft,stacked", callback=kernels_choice,
+                                help=f"SCENESTREAM_LORA_KERNEL values to compare ({', '.join(LORA_KERNELS)}), "
+                                "comma-separated; the first is the reference for identical answers."),
+) -> None:
+    """One mixed-adapter batch on the real base model: PEFT adapter_names vs the stacked LoRA, tok/s and answers."""
+    from scenestream.ops.bench_lora import run_lora_bench
+
+    with progress_to_stderr():
+        report = run_lora_bench(prompts, new_tokens, repeats, tuple(kernels), progress=not as_json)
+    _show(report, as_json, render_lora)
+
+
+@bench_app.command("gpu")
+def bench_gpu(
+    as_json: bool = json_option(JSON_HELP),
+    device: str = typer.Option("cuda", help="cuda (default; refuses without it) or cpu (with --small only)."),
+    small: bool = typer.Option(False, "--small", help="Tiny sizes: a smoke run, the only way on a CPU."),
+    out: Optional[Path] = typer.Option(None, help="Also write the report here, rewritten after every section."),
+) -> None:
+    """PEFT vs stacked LoRA vs base on Gemma 3 270M's architecture (random bf16 weights): one at a time and
+    mixed batches of 256, static cache + compiled decode, LoRA training tok/s; ratios against the targets."""
+    from scenestream.ops.bench_gpu import BenchRefused, format_report, run_gpu_bench
+
+    try:
+        with progress_to_stderr():
+            report = run_gpu_bench(device, small, out, progress=not as_json)
+    except BenchRefused as exc:
+        fail(str(exc))
+    _show(report, as_json, format_report)
+    if report["errors"]:
+        fail(f"{len(report['errors'])} section(s) failed: " + ", ".join(e["section"] for e in report["errors"]))
+
+
+@bench_app.command("quality")
+def bench_quality(
+    as_json: bool = json_option(JSON_HELP),
+    per_register: int = typer.Option(40, help="Held-out prompts per register."),
+    register: Optional[List[str]] = typer.Option(
+        None, "--register", "-r", callback=register_choice,
+        help=f"Only this register, repeat for several (all by default): {REGISTER_HELP}."),
+) -> None:
+    """Style fidelity of each adapter's answers (by the scene router) against the base model and the
+    reference answers; SCENESTREAM_ADAPTERS_DIR measures adapters other than the shipped ones."""
+    from scenestream.ops.bench_decoder import run_quality
+    from scenestream.schemas.records import REGISTERS
+
+    try:
+        with progress_to_stderr():
+            report = run_quality(per_register, progress=not as_json, registers=tuple(register or REGISTERS))
+    except ValueError as exc:
+        fail(str(exc), 2)
+    _show(report, as_json, render_quality)
+
+
+@bench_app.command("memory")
+def bench_memory(
+    as_json: bool = json_option(JSON_HELP),
+    sizes: str = typer.Option("10000,100000", help="Archive sizes to measure."),
+) -> None:
+    """Archive store/recall throughput and latency at 10k and 100k scenes; recall@5 of paraphrases."""
+    from scenestream.ops.bench_memory import run_bench
+
+    with progress_to_stderr():
+        report = run_bench([int(x) for x in sizes.split(",") if x.strip()], progress=not as_json)
+    _show(report, as_json, render_memory)
+
+
+@bench_app.command("e2e")
+def bench_e2e(
+    as_json: bool = json_option(JSON_HELP),
+    seconds: float = typer.Option(20.0, help="Length of each offered-rate run."),
+    rates: str = typer.Option("1,4", help="Comma-separated offered rates (requests/s)."),
+    asks: int = typer.Option(3, help="One-at-a-time asks through the running stack, in-process and as the CLI."),
+) -> None:
+    """p50/p99 from publishing to the first streamed piece and to the full answer at 1 and 4 requests/s;
+    then `ask` through the running stack against the generation time alone."""
+    from scenestream.ops.bench_decoder import run_e2e_bench
+
+    offered = tuple(float(x) for x in rates.split(",") if x.strip())
+    with progress_to_stderr():
+        report = run_e2e_bench(offered, seconds, asks, progress=not as_json)
+    _show(report, as_json, render_e2e)
