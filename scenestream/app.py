@@ -4,7 +4,7 @@ Created once by :func:`create_app`; agents and topics take it as an argument
 and never create their own (faust ``examples/fastapi_project`` style).
 
 Two things differ from a default faust app, both measured on the embedded
-broker (FINDINGS.md, ``scenestream bench transport``):
+broker (``scenestream bench transport``; the README's transport benchmark):
 
 * faust hard-codes ``fetch_max_wait_ms=1500`` for its consumer. Tansu holds a
   fetch that covers an idle partition until that wait runs out, so every hop
@@ -29,6 +29,11 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from scenestream.settings import Settings
 
 
+# what _Consumer._drain_messages is adapted from: (distribution, version, function, SHA-256 of its source)
+ADAPTED_FROM = ("faust-streaming", "0.15.3", "faust.transport.consumer.Consumer._drain_messages",
+                "44a2500309e83c630493f6828af50166ec8d96a0b3e4fb2bab735f704ae93417")
+
+
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any):
         consumer = super()._create_worker_consumer(transport)
@@ -43,6 +48,10 @@ class _Consumer(faust_aiokafka.Consumer):
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - the worker's inner loop
         """faust's drain loop, less its per-message ``wait_first``.
+
+        Adapted from faust-streaming 0.15.3, ``faust.transport.consumer.Consumer._drain_messages``
+        (:data:`ADAPTED_FROM`; ``tests/unit/test_app.py`` fails when the installed faust or that
+        function's source changes, so the copy is re-read against it).
 
         faust hands every fetched message to the conductor through
         ``wait_first(callback(message), suspend_flow.wait())``, which creates

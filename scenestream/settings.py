@@ -58,7 +58,7 @@ class Settings(BaseSettings):
         10,
         ge=0,
         description="How long a fetch may wait for data. Tansu holds a fetch that covers an "
-        "idle partition for this long, so it bounds hop latency (FINDINGS.md).",
+        "idle partition for this long, so it bounds hop latency (README, Benchmarks: transport).",
     )
     batch_max: int = Field(256, ge=1, description="Most messages a stage handles in one batch.")
     max_request_bytes: int = Field(

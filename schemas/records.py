@@ -1,4 +1,4 @@
-"""The records that flow between stages (ARCHITECTURE.md, "Topics").
+"""The records that flow between stages (the README's "Records" table).
 
 Records are immutable. ``message_id`` is set once at ingest (:class:`RawText`)
 and carried by every later record; from the scene on, ``scene_id`` is

@@ -1,7 +1,7 @@
 """Every topic declared once: name, key, partitions, retention, value schema, DLQ.
 
 Created from here on the embedded broker (by ``scenestream run`` / ``ask``)
-and on a real cluster (``scenestream topics create`` or ``ops/create_topics.py``).
+and on a real cluster (``scenestream topics create``).
 """
 
 from __future__ import annotations
