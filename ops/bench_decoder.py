@@ -36,8 +36,10 @@ def heldout_scenes(n: int, settings: Settings):
         pool = per[register]
         rows.append((register, pool[(i // len(REGISTERS)) % len(pool)]))
         i += 1
-    raws = [RawText(message_id=f"bench-{k}", session_id="bench", text=row["text"], force_register=register)
-            for k, (register, row) in enumerate(rows)]
+    raws = [
+        RawText(message_id=f"bench-{k}", session_id="bench", text=row["text"], force_register=register)
+        for k, (register, row) in enumerate(rows)
+    ]
     return scenes_for(raws, settings), rows
 
 
@@ -49,13 +51,19 @@ def _run(engine, requests, batch: int) -> dict:
     wall = time.perf_counter() - started
     tokens = sum(g.completion_tokens for g in generations)
     firsts = [g.first_token_ms for g in generations if g.first_token_ms is not None]
-    return {"requests": len(requests), "batch": batch, "generated_tokens": tokens,
-            "wall_s": round(wall, 2), "tokens_per_s": round(tokens / wall, 1),
-            "ttft_p50_ms": round(statistics.median(firsts), 1) if firsts else None}
+    return {
+        "requests": len(requests),
+        "batch": batch,
+        "generated_tokens": tokens,
+        "wall_s": round(wall, 2),
+        "tokens_per_s": round(tokens / wall, 1),
+        "ttft_p50_ms": round(statistics.median(firsts), 1) if firsts else None,
+    }
 
 
-def run_decoder_bench(n: int = 64, batch: int = 16, include_vllm: bool = True, progress: bool = True,
-                      single_limit: Optional[int] = None) -> dict:
+def run_decoder_bench(
+    n: int = 64, batch: int = 16, include_vllm: bool = True, progress: bool = True, single_limit: Optional[int] = None
+) -> dict:
     from scenestream.agents.decoder.engines import TransformersEngine, VLLMEngine, vllm_available
     from scenestream.agents.decoder.transform import Decoder
 
@@ -88,16 +96,23 @@ def run_decoder_bench(n: int = 64, batch: int = 16, include_vllm: bool = True, p
         tcmalloc = find_tcmalloc() if settings.vllm_tcmalloc else None
         variants = [("c_vllm", "(c) vLLM multi-LoRA", {})]
         if settings.vllm_cpu_ops:
-            variants.append(("c_vllm_without_cpu_ops", "(c') the same with vLLM's own CPU LoRA and penalty ops",
-                             {"vllm_cpu_ops": False}))
+            variants.append(
+                (
+                    "c_vllm_without_cpu_ops",
+                    "(c') the same with vLLM's own CPU LoRA and penalty ops",
+                    {"vllm_cpu_ops": False},
+                )
+            )
         if tcmalloc:
             variants.append(("c_vllm_without_tcmalloc", "(c'') the same without tcmalloc", {"vllm_tcmalloc": False}))
         for key, label, changes in variants:
             say(f"decoder bench: {label} (engine start not counted) …")
             vllm = VLLMEngine(settings.model_copy(update=changes))
-            report[key] = {**_run(vllm, requests, len(requests)),
-                           "tcmalloc": tcmalloc if changes.get("vllm_tcmalloc", settings.vllm_tcmalloc) else None,
-                           "scenestream_cpu_ops": changes.get("vllm_cpu_ops", settings.vllm_cpu_ops)}
+            report[key] = {
+                **_run(vllm, requests, len(requests)),
+                "tcmalloc": tcmalloc if changes.get("vllm_tcmalloc", settings.vllm_tcmalloc) else None,
+                "scenestream_cpu_ops": changes.get("vllm_cpu_ops", settings.vllm_cpu_ops),
+            }
             vllm.close()
     else:
         report["c_vllm"] = {"skipped": "vLLM is not installed in this environment"}
@@ -118,8 +133,8 @@ def run_quality(per_register: int = 40, progress: bool = True, registers: tuple[
     ``misread_as`` counts the registers the router gave the answers it did not assign to ``register``;
     ``heldout_loss``: the test split's answers under the adapter and under the base model (as training
     reports it, recomputed here for the adapters the engine serves)."""
-    from scenestream.agents.decoder.engines import BASE, Request, TransformersEngine
     from scenestream.agents.decoder.base_model import base_model_path
+    from scenestream.agents.decoder.engines import BASE, Request, TransformersEngine
     from scenestream.agents.decoder.prompt import clean_answer
     from scenestream.training.examples import load_examples, prompts_for, router_reading
     from scenestream.training.train import heldout_losses
@@ -136,8 +151,10 @@ def run_quality(per_register: int = 40, progress: bool = True, registers: tuple[
         """The share of ``answers`` the router assigns to ``register`` (an empty answer counts as a miss)
         and what it read the others as."""
         read, _weights = router_reading(answers)
-        return {"style_fidelity": round(sum(r == register for r in read) / len(read), 4),
-                "misread_as": dict(Counter(r for r in read if r != register).most_common())}
+        return {
+            "style_fidelity": round(sum(r == register for r in read) / len(read), 4),
+            "misread_as": dict(Counter(r for r in read if r != register).most_common()),
+        }
 
     for register in registers:
         rows = load_examples(register, "test")[:per_register]
@@ -148,15 +165,19 @@ def run_quality(per_register: int = 40, progress: bool = True, registers: tuple[
                 print(f"quality: {register} answered by {adapter} …", file=sys.stderr, flush=True)
             answers = []
             for i in range(0, len(prompts), 16):
-                answers += [clean_answer(g.text) for g in
-                            engine.generate([Request(p, adapter) for p in prompts[i : i + 16]])]
+                answers += [
+                    clean_answer(g.text) for g in engine.generate([Request(p, adapter) for p in prompts[i : i + 16]])
+                ]
             fidelity[adapter] = {
                 **routed(answers, register),
                 "empty_answers": sum(1 for a in answers if not a.strip()),
                 "example": answers[0][:200],
             }
-        report["per_register"][register] = {"adapter": fidelity[register], "base": fidelity[BASE],
-                                            "reference": routed([row["answer"] for row in rows], register)}
+        report["per_register"][register] = {
+            "adapter": fidelity[register],
+            "base": fidelity[BASE],
+            "reference": routed([row["answer"] for row in rows], register),
+        }
         if register in engine.adapters:
             if progress:
                 print(f"quality: {register} held-out loss …", file=sys.stderr, flush=True)
@@ -167,8 +188,9 @@ def run_quality(per_register: int = 40, progress: bool = True, registers: tuple[
     return report
 
 
-def run_e2e_bench(rates: tuple[float, ...] = (1.0, 4.0), seconds: float = 20.0, asks: int = 3,
-                  progress: bool = True) -> dict:
+def run_e2e_bench(
+    rates: tuple[float, ...] = (1.0, 4.0), seconds: float = 20.0, asks: int = 3, progress: bool = True
+) -> dict:
     """p50/p99 from publishing to raw-text to the first streamed piece of the answer (the first partial
     lora-output arriving at the client) and to the full answer, on the embedded stack; then ``asks``
     one-at-a-time ``scenestream ask`` calls through the stack already up (in-process and as the CLI)."""
@@ -178,12 +200,12 @@ def run_e2e_bench(rates: tuple[float, ...] = (1.0, 4.0), seconds: float = 20.0, 
     import uuid
 
     from scenestream.agents.decoder.engines import choose_engine_name
-    from scenestream.training.examples import load_examples
     from scenestream.ask import ask_once
     from scenestream.broker import broker_for
     from scenestream.client import Watcher, publish, raw_text
     from scenestream.runtime import running_worker, select_stages
     from scenestream.topics import LORA_OUTPUTS, RAW_TEXT, SCENES, TOKENS
+    from scenestream.training.examples import load_examples
 
     texts = [row["text"] for r in REGISTERS for row in load_examples(r, "test")]
 
@@ -197,8 +219,9 @@ def run_e2e_bench(rates: tuple[float, ...] = (1.0, 4.0), seconds: float = 20.0, 
 
     async def one_rate(s, rate: float) -> dict:
         n = max(1, int(rate * seconds))
-        watcher = Watcher(s, {LORA_OUTPUTS.full_name(s): LORA_OUTPUTS.schema},
-                          [d.dlq_name(s) for d in (RAW_TEXT, TOKENS, SCENES)])
+        watcher = Watcher(
+            s, {LORA_OUTPUTS.full_name(s): LORA_OUTPUTS.schema}, [d.dlq_name(s) for d in (RAW_TEXT, TOKENS, SCENES)]
+        )
         await watcher.start()
         sent: dict[str, float] = {}
         records = [raw_text(texts[i % len(texts)], session_id=f"e2e-{i % 8}") for i in range(n)]
@@ -223,16 +246,27 @@ def run_e2e_bench(rates: tuple[float, ...] = (1.0, 4.0), seconds: float = 20.0, 
                 first.append((watcher.first_partial[record.message_id] - sent[record.message_id]) * 1000)
         await task
         await watcher.stop()
-        return {"rate_rps": rate, "requests": n, "streamed_answers": len(first),
-                "partials_per_answer_p50": pct(pieces, 0.5),
-                "first_token_p50_ms": pct(first, 0.5), "first_token_p99_ms": pct(first, 0.99),
-                "answer_p50_ms": pct(full, 0.5), "answer_p99_ms": pct(full, 0.99)}
+        return {
+            "rate_rps": rate,
+            "requests": n,
+            "streamed_answers": len(first),
+            "partials_per_answer_p50": pct(pieces, 0.5),
+            "first_token_p50_ms": pct(first, 0.5),
+            "first_token_p99_ms": pct(first, 0.99),
+            "answer_p50_ms": pct(full, 0.5),
+            "answer_p99_ms": pct(full, 0.99),
+        }
 
     def cli_ask(s, text: str) -> tuple[float, dict]:
         env = {**os.environ, "SCENESTREAM_BROKER": s.broker, "SCENESTREAM_TOPIC_PREFIX": s.topic_prefix}
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "scenestream", "ask", "--json", text], env=env,
-                              capture_output=True, text=True, timeout=600)
+        done = subprocess.run(
+            [sys.executable, "-m", "scenestream", "ask", "--json", text],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         wall = (time.perf_counter() - started) * 1000
         if done.returncode != 0:
             raise RuntimeError(f"scenestream ask failed: {done.stderr.strip()[-500:]}")
@@ -243,16 +277,24 @@ def run_e2e_bench(rates: tuple[float, ...] = (1.0, 4.0), seconds: float = 20.0, 
         for i in range(asks):
             started = time.perf_counter()
             result = await ask_once(texts[(7 * i) % len(texts)], settings=s, timeout=600)
-            inproc.append({"ask_ms": (time.perf_counter() - started) * 1000,
-                           "generate_ms": result["output"].timings_ms["generate"]})
+            inproc.append(
+                {
+                    "ask_ms": (time.perf_counter() - started) * 1000,
+                    "generate_ms": result["output"].timings_ms["generate"],
+                }
+            )
             wall, result = await asyncio.to_thread(cli_ask, s, texts[(7 * i + 3) % len(texts)])
             cli.append({"ask_ms": wall, "generate_ms": result["output"]["timings_ms"]["generate"]})
 
         def summary(rows):
             ask = statistics.median(r["ask_ms"] for r in rows)
             gen = statistics.median(r["generate_ms"] for r in rows)
-            return {"calls": len(rows), "ask_p50_ms": round(ask, 1), "generate_p50_ms": round(gen, 1),
-                    "ask_over_generate": round(ask / gen, 2)}
+            return {
+                "calls": len(rows),
+                "ask_p50_ms": round(ask, 1),
+                "generate_p50_ms": round(gen, 1),
+                "ask_over_generate": round(ask / gen, 2),
+            }
 
         return {"in_process": summary(inproc), "cli": summary(cli)}
 
@@ -274,5 +316,10 @@ def run_e2e_bench(rates: tuple[float, ...] = (1.0, 4.0), seconds: float = 20.0, 
     settings = get_settings()
     with broker_for(settings) as s:
         s = s.model_copy(update={"topic_prefix": f"e2e-{uuid.uuid4().hex[:6]}-"})
-        return {"benchmark": "e2e", "engine": choose_engine_name(s), "max_new_tokens": s.max_new_tokens,
-                "stream_interval_ms": s.stream_interval_ms, **asyncio.run(main(s))}
+        return {
+            "benchmark": "e2e",
+            "engine": choose_engine_name(s),
+            "max_new_tokens": s.max_new_tokens,
+            "stream_interval_ms": s.stream_interval_ms,
+            **asyncio.run(main(s)),
+        }

@@ -51,23 +51,52 @@ TARGETS = {"single_stream_tokens_per_s_min": 200.0, "mixed_batch_slowdown_vs_bas
 
 # Gemma 3 270M's config.json (as `scenestream setup` saves it), for machines without the provisioned model
 GEMMA3_270M = {
-    "architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text", "attention_bias": False,
-    "attention_dropout": 0.0, "attn_logit_softcapping": None, "bos_token_id": 2, "eos_token_id": 1, "pad_token_id": 0,
-    "final_logit_softcapping": None, "head_dim": 256, "hidden_activation": "gelu_pytorch_tanh", "hidden_size": 640,
-    "initializer_range": 0.02, "intermediate_size": 2048,
+    "architectures": ["Gemma3ForCausalLM"],
+    "model_type": "gemma3_text",
+    "attention_bias": False,
+    "attention_dropout": 0.0,
+    "attn_logit_softcapping": None,
+    "bos_token_id": 2,
+    "eos_token_id": 1,
+    "pad_token_id": 0,
+    "final_logit_softcapping": None,
+    "head_dim": 256,
+    "hidden_activation": "gelu_pytorch_tanh",
+    "hidden_size": 640,
+    "initializer_range": 0.02,
+    "intermediate_size": 2048,
     "layer_types": (["sliding_attention"] * 5 + ["full_attention"]) * 3,
-    "max_position_embeddings": 32768, "num_attention_heads": 4, "num_hidden_layers": 18, "num_key_value_heads": 1,
-    "query_pre_attn_scalar": 256, "rms_norm_eps": 1e-06,
-    "rope_parameters": {"full_attention": {"rope_theta": 1000000.0, "rope_type": "default"},
-                        "sliding_attention": {"rope_theta": 10000.0, "rope_type": "default"}},
-    "sliding_window": 512, "tie_word_embeddings": True, "use_bidirectional_attention": False, "use_cache": True,
-    "vocab_size": 262144, "_sliding_window_pattern": 6,
+    "max_position_embeddings": 32768,
+    "num_attention_heads": 4,
+    "num_hidden_layers": 18,
+    "num_key_value_heads": 1,
+    "query_pre_attn_scalar": 256,
+    "rms_norm_eps": 1e-06,
+    "rope_parameters": {
+        "full_attention": {"rope_theta": 1000000.0, "rope_type": "default"},
+        "sliding_attention": {"rope_theta": 10000.0, "rope_type": "default"},
+    },
+    "sliding_window": 512,
+    "tie_word_embeddings": True,
+    "use_bidirectional_attention": False,
+    "use_cache": True,
+    "vocab_size": 262144,
+    "_sliding_window_pattern": 6,
 }
 # --small: the same architecture, tiny
-SMALL_OVERRIDES = {"vocab_size": 512, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-                   "layer_types": ["sliding_attention", "full_attention"], "num_attention_heads": 2,
-                   "num_key_value_heads": 1, "head_dim": 32, "query_pre_attn_scalar": 32, "sliding_window": 16,
-                   "max_position_embeddings": 512}
+SMALL_OVERRIDES = {
+    "vocab_size": 512,
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "layer_types": ["sliding_attention", "full_attention"],
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "head_dim": 32,
+    "query_pre_attn_scalar": 32,
+    "sliding_window": 16,
+    "max_position_embeddings": 512,
+}
 
 
 @dataclass(frozen=True)
@@ -84,8 +113,18 @@ class Sizes:
     train_steps: int = 8
 
 
-SMALL = Sizes(batch=5, prompt_tokens=6, new_tokens=4, warmup_tokens=3, single_requests=1, repeats=1, rank=4,
-              train_batch=2, train_seq=16, train_steps=1)
+SMALL = Sizes(
+    batch=5,
+    prompt_tokens=6,
+    new_tokens=4,
+    warmup_tokens=3,
+    single_requests=1,
+    repeats=1,
+    rank=4,
+    train_batch=2,
+    train_seq=16,
+    train_steps=1,
+)
 RECOMPILE_LIMIT = 64  # dynamo's per-function limit counts every model compiled here together (default 8)
 
 
@@ -125,8 +164,14 @@ def random_adapters(model, folder: Path, rank: int, seed: int = 0) -> dict[str, 
     import torch
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=LORA_TARGETS, lora_dropout=0.0,
-                        init_lora_weights=False, task_type="CAUSAL_LM")
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=2 * rank,
+        target_modules=LORA_TARGETS,
+        lora_dropout=0.0,
+        init_lora_weights=False,
+        task_type="CAUSAL_LM",
+    )
     peft = get_peft_model(copy.deepcopy(model), config, adapter_name=REGISTERS[0])
     for name in REGISTERS[1:]:
         peft.add_adapter(name, config)
@@ -158,8 +203,11 @@ def _timed(run: Callable[[int], int], sizes: Sizes, device: str) -> dict:
         tokens = run(sizes.new_tokens)
         _sync(device)
         rates.append(tokens / (time.perf_counter() - started))
-    return {"tokens_per_s": round(statistics.median(rates), 1), "runs_tokens_per_s": [round(r, 1) for r in rates],
-            "warmup_s": round(warmup, 2)}
+    return {
+        "tokens_per_s": round(statistics.median(rates), 1),
+        "runs_tokens_per_s": [round(r, 1) for r in rates],
+        "warmup_s": round(warmup, 2),
+    }
 
 
 def _train_rate(model, sizes: Sizes, device: str, vocab: int) -> dict:
@@ -167,8 +215,16 @@ def _train_rate(model, sizes: Sizes, device: str, vocab: int) -> dict:
     import torch
     from peft import LoraConfig, get_peft_model
 
-    peft = get_peft_model(model, LoraConfig(r=sizes.rank, lora_alpha=2 * sizes.rank, lora_dropout=0.05,
-                                            target_modules=LORA_TARGETS, task_type="CAUSAL_LM"))
+    peft = get_peft_model(
+        model,
+        LoraConfig(
+            r=sizes.rank,
+            lora_alpha=2 * sizes.rank,
+            lora_dropout=0.05,
+            target_modules=LORA_TARGETS,
+            task_type="CAUSAL_LM",
+        ),
+    )
     peft.train()
     optimizer = torch.optim.AdamW([p for p in peft.parameters() if p.requires_grad], lr=1e-4)
     ids = torch.randint(3, vocab, (sizes.train_batch, sizes.train_seq), device=device)
@@ -188,12 +244,24 @@ def _train_rate(model, sizes: Sizes, device: str, vocab: int) -> dict:
     _sync(device)
     wall = time.perf_counter() - started
     tokens = sizes.train_batch * sizes.train_seq * sizes.train_steps
-    return {"tokens_per_s": round(tokens / wall, 1), "steps": sizes.train_steps, "batch": sizes.train_batch,
-            "seq": sizes.train_seq, "rank": sizes.rank, "loss_first_last": [round(losses[0], 3), round(losses[-1], 3)]}
+    return {
+        "tokens_per_s": round(tokens / wall, 1),
+        "steps": sizes.train_steps,
+        "batch": sizes.train_batch,
+        "seq": sizes.train_seq,
+        "rank": sizes.rank,
+        "loss_first_last": [round(losses[0], 3), round(losses[-1], 3)],
+    }
 
 
-def run_gpu_bench(device: str = "cuda", small: bool = False, out: Optional[Path] = None, progress: bool = True,
-                  sizes: Optional[Sizes] = None, models_dir: Optional[Path] = None) -> dict:
+def run_gpu_bench(
+    device: str = "cuda",
+    small: bool = False,
+    out: Optional[Path] = None,
+    progress: bool = True,
+    sizes: Optional[Sizes] = None,
+    models_dir: Optional[Path] = None,
+) -> dict:
     """The report (see the module docstring); raises :class:`BenchRefused` when it cannot run as asked."""
     import peft as peft_pkg
     import torch
@@ -205,8 +273,10 @@ def run_gpu_bench(device: str = "cuda", small: bool = False, out: Optional[Path]
     from scenestream.agents.decoder.multilora import BASE, StackedLoRA
 
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise BenchRefused("no CUDA device here: `scenestream bench gpu` measures the GPU paths "
-                           "(run it on a GPU machine, or `--device cpu --small` for the tiny CPU version)")
+        raise BenchRefused(
+            "no CUDA device here: `scenestream bench gpu` measures the GPU paths "
+            "(run it on a GPU machine, or `--device cpu --small` for the tiny CPU version)"
+        )
     if not device.startswith("cuda") and not small:
         raise BenchRefused(f"on {device} only with --small (the full sizes are for a GPU)")
     sizes = sizes or (SMALL if small else Sizes())
@@ -219,15 +289,31 @@ def run_gpu_bench(device: str = "cuda", small: bool = False, out: Optional[Path]
     backend = "inductor" if device.startswith("cuda") else "eager"
     compiling = compile_config(device, backend=backend)
     report: dict = {
-        "benchmark": "gpu", "device": torch.cuda.get_device_name(0) if device.startswith("cuda") else device,
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                     "peft": peft_pkg.__version__},
-        "model": {"config": source, "weights": "random", "dtype": "bfloat16", "layers": config.num_hidden_layers,
-                  "hidden": config.hidden_size, "vocab": config.vocab_size},
-        "sizes": asdict(sizes), "adapters": list(REGISTERS),
-        "compile": {"backend": backend, "mode": compiling.mode, "fullgraph": compiling.fullgraph,
-                    "note": None if backend == "inductor" else
-                    "CPU: dynamo tracing only (eager backend); inductor and CUDA graphs need CUDA"},
+        "benchmark": "gpu",
+        "device": torch.cuda.get_device_name(0) if device.startswith("cuda") else device,
+        "versions": {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "peft": peft_pkg.__version__,
+        },
+        "model": {
+            "config": source,
+            "weights": "random",
+            "dtype": "bfloat16",
+            "layers": config.num_hidden_layers,
+            "hidden": config.hidden_size,
+            "vocab": config.vocab_size,
+        },
+        "sizes": asdict(sizes),
+        "adapters": list(REGISTERS),
+        "compile": {
+            "backend": backend,
+            "mode": compiling.mode,
+            "fullgraph": compiling.fullgraph,
+            "note": None
+            if backend == "inductor"
+            else "CPU: dynamo tracing only (eager backend); inductor and CUDA graphs need CUDA",
+        },
         "errors": [],
     }
 
@@ -241,8 +327,9 @@ def run_gpu_bench(device: str = "cuda", small: bool = False, out: Optional[Path]
             report[key] = measure()
         except Exception as exc:  # one failed path must not hide the others' figures
             report[key] = {"error": f"{type(exc).__name__}: {exc}"}
-            report["errors"].append({"section": key, "error": f"{type(exc).__name__}: {exc}",
-                                     "traceback": traceback.format_exc(limit=6)})
+            report["errors"].append(
+                {"section": key, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(limit=6)}
+            )
             say(f"{what} FAILED: {type(exc).__name__}: {exc}")
         save()
 
@@ -260,8 +347,9 @@ def run_gpu_bench(device: str = "cuda", small: bool = False, out: Optional[Path]
     common = {"do_sample": False, "pad_token_id": 0, "eos_token_id": None}
 
     def generate_ids(model, rows, new_tokens: int, **kwargs):
-        return model.generate(input_ids=rows, attention_mask=torch.ones_like(rows), max_new_tokens=new_tokens,
-                              **common, **kwargs)
+        return model.generate(
+            input_ids=rows, attention_mask=torch.ones_like(rows), max_new_tokens=new_tokens, **common, **kwargs
+        )
 
     def generate(model, rows, new_tokens: int, **kwargs) -> int:
         return (generate_ids(model, rows, new_tokens, **kwargs).shape[1] - rows.shape[1]) * rows.shape[0]
@@ -287,10 +375,12 @@ def run_gpu_bench(device: str = "cuda", small: bool = False, out: Optional[Path]
         base_rows = [i for i, n in enumerate(mixed) if n == BASE]
         effect = (p - b).norm().item()
         error = (s - p).norm().item()
-        return {"stacked_vs_peft_error_over_lora_effect": round(error / effect, 5),
-                "lora_effect_over_logits": round(effect / p.norm().item(), 4),
-                "base_rows_equal_base_model": bool(torch.equal(s[base_rows], b[base_rows])),
-                "ok": error / effect < 0.05}
+        return {
+            "stacked_vs_peft_error_over_lora_effect": round(error / effect, 5),
+            "lora_effect_over_logits": round(effect / p.norm().item(), 4),
+            "base_rows_equal_base_model": bool(torch.equal(s[base_rows], b[base_rows])),
+            "ok": error / effect < 0.05,
+        }
 
     def slots_update() -> dict:
         """The compiled step (its CUDA graph on a GPU) must read the slots set after it was captured: the same
@@ -311,18 +401,22 @@ def run_gpu_bench(device: str = "cuda", small: bool = False, out: Optional[Path]
                 lora.set_slots(names)
                 kwargs = stacked_caches.generate_kwargs(len(names), rows.shape[1], sizes.new_tokens) if compiled else {}
                 return generate(stacked, rows, new_tokens, **kwargs)
+
         return run
 
     def single(make: Callable[[int], Callable[[int], int]]) -> Callable[[int], int]:
         """``single_requests`` requests one at a time, adapters in turn."""
+
         def run(new_tokens: int) -> int:
             return sum(make(i)(new_tokens) for i in range(sizes.single_requests))
+
         return run
 
     def peft_single(i: int) -> Callable[[int], int]:
         def run(new_tokens: int) -> int:
             with torch.inference_mode():
                 return generate(peft, ids[i : i + 1], new_tokens, adapter_names=[REGISTERS[i % len(REGISTERS)]])
+
         return run
 
     def base_run(compiled: bool) -> Callable[[int], int]:
@@ -330,6 +424,7 @@ def run_gpu_bench(device: str = "cuda", small: bool = False, out: Optional[Path]
             with torch.inference_mode():
                 kwargs = base_caches.generate_kwargs(sizes.batch, ids.shape[1], sizes.new_tokens) if compiled else {}
                 return generate(reference, ids, new_tokens, **kwargs)
+
         return run
 
     def peft_mixed(new_tokens: int) -> int:
@@ -338,20 +433,33 @@ def run_gpu_bench(device: str = "cuda", small: bool = False, out: Optional[Path]
 
     b = sizes.batch
     section("check", "stacked LoRA logits against PEFT's on the mixed batch", check)
-    section("b_prime_stacked_mixed_compiled", f"(b') stacked LoRA, mixed batch of {b}, compiled",
-            lambda: _timed(stacked_run(mixed, ids, True), sizes, device))
-    section("slots_update_check", "compiled step with the slots changed in place",  slots_update)
+    section(
+        "b_prime_stacked_mixed_compiled",
+        f"(b') stacked LoRA, mixed batch of {b}, compiled",
+        lambda: _timed(stacked_run(mixed, ids, True), sizes, device),
+    )
+    section("slots_update_check", "compiled step with the slots changed in place", slots_update)
     section("base_compiled", f"(base) no LoRA, batch of {b}, compiled", lambda: _timed(base_run(True), sizes, device))
-    section("a_prime_stacked_single_compiled", "(a') stacked LoRA, one request at a time, compiled",
-            lambda: _timed(single(lambda i: stacked_run([REGISTERS[i % len(REGISTERS)]], ids[i : i + 1], True)),
-                           sizes, device))
+    section(
+        "a_prime_stacked_single_compiled",
+        "(a') stacked LoRA, one request at a time, compiled",
+        lambda: _timed(
+            single(lambda i: stacked_run([REGISTERS[i % len(REGISTERS)]], ids[i : i + 1], True)), sizes, device
+        ),
+    )
     section("base_eager", f"(base) no LoRA, batch of {b}, eager", lambda: _timed(base_run(False), sizes, device))
-    section("b_stacked_mixed_eager", f"stacked LoRA, mixed batch of {b}, eager",
-            lambda: _timed(stacked_run(mixed, ids, False), sizes, device))
+    section(
+        "b_stacked_mixed_eager",
+        f"stacked LoRA, mixed batch of {b}, eager",
+        lambda: _timed(stacked_run(mixed, ids, False), sizes, device),
+    )
     section("b_peft_mixed", f"(b) PEFT adapter_names, mixed batch of {b}", lambda: _timed(peft_mixed, sizes, device))
     section("a_peft_single", "(a) PEFT, one request at a time", lambda: _timed(single(peft_single), sizes, device))
-    section("train_lora", "LoRA training steps (PEFT, bf16 autocast)",
-            lambda: _train_rate(copy.deepcopy(reference), sizes, device, config.vocab_size))
+    section(
+        "train_lora",
+        "LoRA training steps (PEFT, bf16 autocast)",
+        lambda: _train_rate(copy.deepcopy(reference), sizes, device, config.vocab_size),
+    )
     report["ratios"], report["targets"] = _ratios(report)
     report["compile"]["dynamo_graphs"] = dict(torch._dynamo.utils.counters["stats"])
     save()
@@ -377,28 +485,36 @@ def _ratios(report: dict) -> tuple[dict, dict]:
     targets = {
         **TARGETS,
         "single_stream_met": None if single is None else single >= TARGETS["single_stream_tokens_per_s_min"],
-        "mixed_batch_met_vs_base_compiled": None if slowdown is None
+        "mixed_batch_met_vs_base_compiled": None
+        if slowdown is None
         else slowdown <= TARGETS["mixed_batch_slowdown_vs_base_max"],
-        "mixed_batch_met_vs_base_eager": None if ratios["base_eager_over_mixed_compiled"] is None
+        "mixed_batch_met_vs_base_eager": None
+        if ratios["base_eager_over_mixed_compiled"] is None
         else ratios["base_eager_over_mixed_compiled"] <= TARGETS["mixed_batch_slowdown_vs_base_max"],
     }
     return ratios, targets
 
 
 def format_report(report: dict) -> str:
-    rows = [("(a)  PEFT, one at a time", "a_peft_single"),
-            ("(a') stacked, one at a time, compiled", "a_prime_stacked_single_compiled"),
-            ("(b)  PEFT, mixed batch", "b_peft_mixed"),
-            ("     stacked, mixed batch, eager", "b_stacked_mixed_eager"),
-            ("(b') stacked, mixed batch, compiled", "b_prime_stacked_mixed_compiled"),
-            ("base, batch, eager", "base_eager"), ("base, batch, compiled", "base_compiled"),
-            ("LoRA training", "train_lora")]
-    lines = [f"bench gpu on {report['device']} (batch {report['sizes']['batch']}, "
-             f"{report['sizes']['new_tokens']} new tokens, {report['model']['config']})"]
+    rows = [
+        ("(a)  PEFT, one at a time", "a_peft_single"),
+        ("(a') stacked, one at a time, compiled", "a_prime_stacked_single_compiled"),
+        ("(b)  PEFT, mixed batch", "b_peft_mixed"),
+        ("     stacked, mixed batch, eager", "b_stacked_mixed_eager"),
+        ("(b') stacked, mixed batch, compiled", "b_prime_stacked_mixed_compiled"),
+        ("base, batch, eager", "base_eager"),
+        ("base, batch, compiled", "base_compiled"),
+        ("LoRA training", "train_lora"),
+    ]
+    lines = [
+        f"bench gpu on {report['device']} (batch {report['sizes']['batch']}, "
+        f"{report['sizes']['new_tokens']} new tokens, {report['model']['config']})"
+    ]
     for label, key in rows:
         entry = report.get(key, {})
         shown = entry.get("error") or f"{entry.get('tokens_per_s')} tok/s" + (
-            f"  (warm-up {entry['warmup_s']} s)" if "warmup_s" in entry else "")
+            f"  (warm-up {entry['warmup_s']} s)" if "warmup_s" in entry else ""
+        )
         lines.append(f"  {label:40} {shown}")
     lines.append(f"  check: {report.get('check')}; slots: {report.get('slots_update_check')}")
     lines.append(f"  ratios: {report.get('ratios')}")
@@ -422,8 +538,12 @@ def save_random_model(folder: Path, tokenizer_dir: Path, models_dir: Optional[Pa
     folder = Path(folder)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    made = {"source": "random weights (scenestream.ops.bench_gpu)", "config": source, "dtype": "bfloat16",
-            "tokenizer": str(tokenizer_dir)}
+    made = {
+        "source": "random weights (scenestream.ops.bench_gpu)",
+        "config": source,
+        "dtype": "bfloat16",
+        "tokenizer": str(tokenizer_dir),
+    }
     (folder / "scenestream-model.json").write_text(json.dumps(made))
     return {"folder": str(folder), **made}
 
@@ -439,8 +559,13 @@ def run_engine_check(new_tokens: int = 48, batch: int = 16, repeats: int = 3, pr
     from scenestream.settings import get_settings
 
     settings = get_settings().model_copy(update={"max_new_tokens": new_tokens, "temperature": 0.0})
-    report: dict = {"benchmark": "engine", "new_tokens": new_tokens, "batch": batch,
-                    "base_model": settings.base_model or "provisioned", "lora_kernel": settings.lora_kernel}
+    report: dict = {
+        "benchmark": "engine",
+        "new_tokens": new_tokens,
+        "batch": batch,
+        "base_model": settings.base_model or "provisioned",
+        "lora_kernel": settings.lora_kernel,
+    }
     answers = {}
     for label, mode in (("fast", settings.compile), ("eager", "off")):
         if progress:
@@ -449,8 +574,10 @@ def run_engine_check(new_tokens: int = 48, batch: int = 16, repeats: int = 3, pr
         engine = TransformersEngine(settings.model_copy(update={"compile": mode}))
         init = time.perf_counter() - started
         names = [*engine.adapters, BASE]
-        mixed = [Request(prompt=f"Text: a thought, number {i}.\nAnswer:", adapter=names[i % len(names)])
-                 for i in range(batch)]
+        mixed = [
+            Request(prompt=f"Text: a thought, number {i}.\nAnswer:", adapter=names[i % len(names)])
+            for i in range(batch)
+        ]
         engine.generate(mixed)  # warm-up, not counted (the eager engine's first CUDA kernels)
 
         def rate(engine, batches: list) -> tuple[float, list]:
@@ -466,18 +593,26 @@ def run_engine_check(new_tokens: int = 48, batch: int = 16, repeats: int = 3, pr
         batched, _ = rate(engine, [mixed])
         answers[label] = [g.text for g in engine.generate(mixed)]
         expected, why = compile_decision(mode, engine.device, engine.lora_kernel)
-        report[label] = {"compile_setting": mode, "compile_expected": expected, "why": why,
-                         "compiled": engine.compiled, "init_s": round(init, 2),
-                         "single_tokens_per_s": single, f"batch_{batch}_tokens_per_s": batched,
-                         "single_first_token_ms_p50": round(statistics.median(firsts), 1) if firsts else None}
+        report[label] = {
+            "compile_setting": mode,
+            "compile_expected": expected,
+            "why": why,
+            "compiled": engine.compiled,
+            "init_s": round(init, 2),
+            "single_tokens_per_s": single,
+            f"batch_{batch}_tokens_per_s": batched,
+            "single_first_token_ms_p50": round(statistics.median(firsts), 1) if firsts else None,
+        }
         del engine
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     same = sum(a == b for a, b in zip(answers["fast"], answers["eager"]))
     report["answers_identical_fast_vs_eager"] = f"{same}/{batch}"
-    report["note"] = ("a speed check: compiled and eager kernels round bf16 differently, and greedy answers part "
-                      "at near ties (random weights make nearly every step one; `scenestream bench lora` shows "
-                      "the same between two batch layouts of PEFT itself), so differing answers prove nothing here")
+    report["note"] = (
+        "a speed check: compiled and eager kernels round bf16 differently, and greedy answers part "
+        "at near ties (random weights make nearly every step one; `scenestream bench lora` shows "
+        "the same between two batch layouts of PEFT itself), so differing answers prove nothing here"
+    )
     return report
 
 
@@ -491,11 +626,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--small", action="store_true", help="tiny sizes (the only way on a CPU)")
     parser.add_argument("--out", type=Path, help="also write the report here, after every section")
-    parser.add_argument("--save-random-model", type=Path, metavar="FOLDER",
-                        help="only save a random-weights Gemma 3 270M folder (needs --tokenizer)")
+    parser.add_argument(
+        "--save-random-model",
+        type=Path,
+        metavar="FOLDER",
+        help="only save a random-weights Gemma 3 270M folder (needs --tokenizer)",
+    )
     parser.add_argument("--tokenizer", type=Path, help="a folder with the Gemma tokenizer (tokenizer.json)")
-    parser.add_argument("--engine-check", action="store_true",
-                        help="only time the transformers engine, compiled decode against eager")
+    parser.add_argument(
+        "--engine-check", action="store_true", help="only time the transformers engine, compiled decode against eager"
+    )
     args = parser.parse_args(argv)
     if args.save_random_model:
         if not args.tokenizer:

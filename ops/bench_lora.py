@@ -47,8 +47,13 @@ def mixed_requests(n: int) -> list:
     return [r for _i, r in sorted(requests, key=lambda pair: pair[0])]
 
 
-def run_lora_bench(n: int = 16, new_tokens: int = 40, repeats: int = 3, kernels: tuple[str, ...] = ("peft", "stacked"),
-                   progress: bool = True) -> dict:
+def run_lora_bench(
+    n: int = 16,
+    new_tokens: int = 40,
+    repeats: int = 3,
+    kernels: tuple[str, ...] = ("peft", "stacked"),
+    progress: bool = True,
+) -> dict:
     from scenestream.agents.decoder.engines import TransformersEngine
     from scenestream.settings import get_settings
 
@@ -82,15 +87,23 @@ def run_lora_bench(n: int = 16, new_tokens: int = 40, repeats: int = 3, kernels:
             if outputs.setdefault(kernel, texts) != texts:
                 raise RuntimeError(f"{kernel}: greedy answers changed between repeats of the same batch")
     reference = kernels[0]
-    report: dict = {"benchmark": "lora", "prompts": n, "new_tokens": new_tokens, "repeats": repeats,
-                    "batch": [r.adapter for r in requests], "device": engines[reference][0].device,
-                    "threads": torch.get_num_threads(),
-                    "compiled_decode": {k: engines[k][0].compiled for k in kernels}, "kernels": {}}
+    report: dict = {
+        "benchmark": "lora",
+        "prompts": n,
+        "new_tokens": new_tokens,
+        "repeats": repeats,
+        "batch": [r.adapter for r in requests],
+        "device": engines[reference][0].device,
+        "threads": torch.get_num_threads(),
+        "compiled_decode": {k: engines[k][0].compiled for k in kernels},
+        "kernels": {},
+    }
     for kernel in kernels:
         same = [a == b for a, b in zip(outputs[kernel], outputs[reference])]
         report["kernels"][kernel] = {
             "tokens_per_s_median": statistics.median(run["tokens_per_s"] for run in runs[kernel]),
-            "warmup_s": engines[kernel][1], "runs": runs[kernel],
+            "warmup_s": engines[kernel][1],
+            "runs": runs[kernel],
             f"answers_identical_to_{reference}": f"{sum(same)}/{len(same)}",
         }
     base = report["kernels"][reference]["tokens_per_s_median"]
@@ -110,8 +123,9 @@ def run_lora_bench(n: int = 16, new_tokens: int = 40, repeats: int = 3, kernels:
         ref_tokens, ref_scores = _greedy_with_scores(engines[reference][0], requests, new_tokens)
         for kernel in differing:
             tokens, scores = _greedy_with_scores(engines[kernel][0], requests, new_tokens)
-            report["kernels"][kernel]["bf16_divergences"] = _divergences(requests, ref_tokens, ref_scores, tokens,
-                                                                          scores, engines[reference][0].tokenizer)
+            report["kernels"][kernel]["bf16_divergences"] = _divergences(
+                requests, ref_tokens, ref_scores, tokens, scores, engines[reference][0].tokenizer
+            )
     say("lora bench: the same batch in float32 …")
     float32 = {}
     for kernel in kernels:
@@ -142,9 +156,17 @@ def _greedy_with_scores(engine, requests, new_tokens: int):
     with torch.inference_mode():
         if engine.lora is not None:
             engine.lora.set_slots(names)
-        out = engine.net.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens, pad_token_id=pad,
-                                  do_sample=False, repetition_penalty=engine.settings.repetition_penalty,
-                                  output_scores=True, return_dict_in_generate=True, **kwargs)
+        out = engine.net.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=new_tokens,
+            pad_token_id=pad,
+            do_sample=False,
+            repetition_penalty=engine.settings.repetition_penalty,
+            output_scores=True,
+            return_dict_in_generate=True,
+            **kwargs,
+        )
     return out.sequences[:, width:].tolist(), out.scores
 
 
@@ -163,11 +185,15 @@ def _divergences(requests, ref_tokens, ref_scores, tokens, scores, tokenizer) ->
         theirs, mine = ref_scores[step][i].float(), scores[step][i].float()
         top = theirs.topk(2)
         first, second = top.indices.tolist()
-        rows.append({
-            "row": i, "adapter": requests[i].adapter, "step": step,
-            "reference_tokens": [tokenizer.decode([first]), tokenizer.decode([second])],
-            "reference_margin": round(float(top.values[0] - top.values[1]), 4),
-            "kernel_margin_same_tokens": round(float(mine[first] - mine[second]), 4),
-            "score_difference_max": round(float((theirs - mine).abs().max()), 4),
-        })
+        rows.append(
+            {
+                "row": i,
+                "adapter": requests[i].adapter,
+                "step": step,
+                "reference_tokens": [tokenizer.decode([first]), tokenizer.decode([second])],
+                "reference_margin": round(float(top.values[0] - top.values[1]), 4),
+                "kernel_margin_same_tokens": round(float(mine[first] - mine[second]), 4),
+                "score_difference_max": round(float((theirs - mine).abs().max()), 4),
+            }
+        )
     return rows

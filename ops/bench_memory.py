@@ -31,10 +31,21 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _scene(i: int, session: str, text: str = "", ts: int = 0) -> Scene:
-    return Scene(scene_id=f"b{i}", message_id=f"m{i}", session_id=session, tenant="bench", text=text or f"scene {i}",
-                 lang="en", hypertokens=[], linkage="a·b·c", delta_code=f"Δ{i % 64}",
-                 field=SceneField(valence=0.0, arousal=0.3, tension=0.1, rhythm="measured"),
-                 registers=[RegisterWeight(name="poet", weight=1.0)], register="poet", ts_ms=ts or i)
+    return Scene(
+        scene_id=f"b{i}",
+        message_id=f"m{i}",
+        session_id=session,
+        tenant="bench",
+        text=text or f"scene {i}",
+        lang="en",
+        hypertokens=[],
+        linkage="a·b·c",
+        delta_code=f"Δ{i % 64}",
+        field=SceneField(valence=0.0, arousal=0.3, tension=0.1, rhythm="measured"),
+        registers=[RegisterWeight(name="poet", weight=1.0)],
+        register="poet",
+        ts_ms=ts or i,
+    )
 
 
 def _corpus_vectors(embedder, progress: bool) -> tuple[list[str], np.ndarray]:
@@ -66,16 +77,19 @@ def _archive_run(size: int, base: np.ndarray, progress: bool) -> dict:
             print(f"memory bench: {size} scenes stored", file=sys.stderr, flush=True)
         latencies = []
         queries = base[rng.integers(0, len(base), 500)]
-        for q, vector in enumerate(queries):
+        for vector in queries:
             t0 = time.perf_counter()
             archive.recall(vector, f"s{rng.integers(0, size // 100)}", "bench", 5)
             latencies.append((time.perf_counter() - t0) * 1000)
         archive.close()
     ordered = sorted(latencies)
-    return {"scenes": size, "store_scenes_per_s": round(size / store_s, 1),
-            "recall_per_s": round(1000 / statistics.mean(latencies), 1),
-            "recall_p50_ms": round(statistics.median(latencies), 3),
-            "recall_p99_ms": round(ordered[int(0.99 * len(ordered))], 3)}
+    return {
+        "scenes": size,
+        "store_scenes_per_s": round(size / store_s, 1),
+        "recall_per_s": round(1000 / statistics.mean(latencies), 1),
+        "recall_p50_ms": round(statistics.median(latencies), 3),
+        "recall_p99_ms": round(ordered[int(0.99 * len(ordered))], 3),
+    }
 
 
 def _paraphrase_recall(embedder, lines: list[str], corpus: np.ndarray) -> dict:
@@ -96,8 +110,12 @@ def _paraphrase_recall(embedder, lines: list[str], corpus: np.ndarray) -> dict:
             by_lang.setdefault(pair["lang"], []).append(any(h.scene_id == f"b{i}" for h in hits))
         archive.close()
     every = [hit for hits in by_lang.values() for hit in hits]
-    return {"pairs": len(pairs), "distractors": len(lines), "recall_at_5": round(sum(every) / len(every), 4),
-            "by_lang": {lang: round(sum(h) / len(h), 4) for lang, h in by_lang.items()}}
+    return {
+        "pairs": len(pairs),
+        "distractors": len(lines),
+        "recall_at_5": round(sum(every) / len(every), 4),
+        "by_lang": {lang: round(sum(h) / len(h), 4) for lang, h in by_lang.items()},
+    }
 
 
 def _stage_rate(embedder, lines: list[str]) -> float:
@@ -122,8 +140,11 @@ def run_bench(sizes: list[int], progress: bool = True) -> dict:
 
     embedder = E5Embedder()
     lines, corpus = _corpus_vectors(embedder, progress)
-    report = {"benchmark": "memory", "backend": "qdrant-edge (on disk)",
-              "targets": {"scenes_per_s_min": 500, "recall_p99_ms_max_at_100k": 20, "recall_at_5_min": 0.9}}
+    report = {
+        "benchmark": "memory",
+        "backend": "qdrant-edge (on disk)",
+        "targets": {"scenes_per_s_min": 500, "recall_p99_ms_max_at_100k": 20, "recall_at_5_min": 0.9},
+    }
     report["archive"] = [_archive_run(size, corpus, progress) for size in sizes]
     if progress:
         print("memory bench: paraphrase recall …", file=sys.stderr, flush=True)

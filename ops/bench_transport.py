@@ -66,8 +66,11 @@ class Observer:
     async def start(self) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers,
-                                         enable_auto_commit=False, fetch_max_wait_ms=self.settings.fetch_max_wait_ms)
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.bootstrap_servers,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
+        )
         await self.consumer.start()
         await self.consumer._client.force_metadata_update()
         tps = [TopicPartition(t, p) for t in self.topics for p in sorted(self.consumer.partitions_for_topic(t))]
@@ -103,8 +106,9 @@ async def _produce(settings: Settings, topic: str, n: int, rate: float | None, t
 
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=settings.producer_linger_ms)
     await producer.start()
-    payloads = [encode(RawText(message_id=f"{tag}-{i}", session_id=f"s{i % 64}", text=f"bench message {i}"))
-                for i in range(n)]
+    payloads = [
+        encode(RawText(message_id=f"{tag}-{i}", session_id=f"s{i % 64}", text=f"bench message {i}")) for i in range(n)
+    ]
     futures = []
     started = time.perf_counter()
     for i, value in enumerate(payloads):
@@ -121,11 +125,16 @@ async def _produce(settings: Settings, topic: str, n: int, rate: float | None, t
 async def _raw_hop(settings: Settings, source: str, sink: str, group: str, ready: asyncio.Event) -> None:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-    consumer = AIOKafkaConsumer(source, bootstrap_servers=settings.bootstrap_servers, group_id=group,
-                                enable_auto_commit=False, auto_offset_reset="earliest",
-                                fetch_max_wait_ms=settings.fetch_max_wait_ms,
-                                session_timeout_ms=int(settings.session_timeout_s * 1000),
-                                heartbeat_interval_ms=int(settings.session_timeout_s * 1000 / 3))
+    consumer = AIOKafkaConsumer(
+        source,
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        session_timeout_ms=int(settings.session_timeout_s * 1000),
+        heartbeat_interval_ms=int(settings.session_timeout_s * 1000 / 3),
+    )
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=settings.producer_linger_ms)
     await consumer.start()
     await producer.start()
@@ -163,8 +172,13 @@ async def _serve_chain(settings: Settings, kind: str) -> None:
     if kind == "backbone":
         app = create_app(settings)
         for i in range(3):
-            spec = StageSpec(name=f"hop{i}", agent=f"forward_t{i}", source=decls[i], sinks=(decls[i + 1],),
-                             build=lambda _s, _r, sink=decls[i + 1]: Forward(sink))
+            spec = StageSpec(
+                name=f"hop{i}",
+                agent=f"forward_t{i}",
+                source=decls[i],
+                sinks=(decls[i + 1],),
+                build=lambda _s, _r, sink=decls[i + 1]: Forward(sink),
+            )
             attach(app, spec, settings)
         await app.start()
         try:
@@ -175,8 +189,10 @@ async def _serve_chain(settings: Settings, kind: str) -> None:
             await app.stop()
     else:
         events = [asyncio.Event() for _ in range(3)]
-        hops = [asyncio.create_task(_raw_hop(settings, names[i], names[i + 1], f"{settings.app_id}-hop{i}",
-                                             events[i])) for i in range(3)]
+        hops = [
+            asyncio.create_task(_raw_hop(settings, names[i], names[i + 1], f"{settings.app_id}-hop{i}", events[i]))
+            for i in range(3)
+        ]
         try:
             await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)), 60)
             print("ready", flush=True)
@@ -197,10 +213,16 @@ async def _one_chain(settings: Settings, kind: str, messages: int, rate: float, 
     decls = [TopicDecl(f"t{i}", RawText) for i in range(4)]
     names = [d.full_name(s) for d in decls]
     await _create(s, names + [d.dlq_name(s) for d in decls])
-    env = dict(os.environ, SCENESTREAM_BROKER=s.broker, SCENESTREAM_TOPIC_PREFIX=s.topic_prefix,
-               SCENESTREAM_APP_ID=s.app_id, SCENESTREAM_DATA_DIR=str(s.data_dir))
-    chain = await asyncio.create_subprocess_exec(sys.executable, "-m", "scenestream.ops.bench_transport", kind,
-                                                 env=env, stdout=subprocess.PIPE)
+    env = dict(
+        os.environ,
+        SCENESTREAM_BROKER=s.broker,
+        SCENESTREAM_TOPIC_PREFIX=s.topic_prefix,
+        SCENESTREAM_APP_ID=s.app_id,
+        SCENESTREAM_DATA_DIR=str(s.data_dir),
+    )
+    chain = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "scenestream.ops.bench_transport", kind, env=env, stdout=subprocess.PIPE
+    )
     observer = Observer(s, names)
     try:
         line = await asyncio.wait_for(chain.stdout.readline(), 90)
@@ -243,8 +265,9 @@ async def _bench(settings: Settings, messages: int, rate: float, seconds: float,
             if progress:
                 print(f"round {r + 1}/{rounds}: {kind} …", file=sys.stderr, flush=True)
             rows[kind].append(await _one_chain(settings, kind, messages, rate, seconds))
-    med = {kind: {k: round(statistics.median(row[k] for row in runs), 2) for k in runs[0]}
-           for kind, runs in rows.items()}
+    med = {
+        kind: {k: round(statistics.median(row[k] for row in runs), 2) for k in runs[0]} for kind, runs in rows.items()
+    }
     return {
         "benchmark": "transport",
         "hops": 3,
@@ -261,8 +284,14 @@ async def _bench(settings: Settings, messages: int, rate: float, seconds: float,
     }
 
 
-def run_bench(messages: int = 20_000, rate: float = 1_000.0, seconds: float = 5.0, rounds: int = 3,
-              progress: bool = True, settings: Settings | None = None) -> dict:
+def run_bench(
+    messages: int = 20_000,
+    rate: float = 1_000.0,
+    seconds: float = 5.0,
+    rounds: int = 3,
+    progress: bool = True,
+    settings: Settings | None = None,
+) -> dict:
     from scenestream.broker import broker_for
 
     with broker_for(settings or get_settings()) as s:
@@ -270,15 +299,21 @@ def run_bench(messages: int = 20_000, rate: float = 1_000.0, seconds: float = 5.
 
 
 def format_report(report: dict) -> str:
-    lines = [f"transport: {report['hops']} hops, {report['messages']} msgs burst, "
-             f"{report['offered_rate_msgs_per_s']:.0f} msg/s offered for latency, median of {report['rounds']} rounds",
-             f"{'':10}{'msgs/s':>10}{'hop p50':>10}{'hop p99':>10}{'e2e p50':>10}{'e2e p99':>10}"]
+    lines = [
+        f"transport: {report['hops']} hops, {report['messages']} msgs burst, "
+        f"{report['offered_rate_msgs_per_s']:.0f} msg/s offered for latency, median of {report['rounds']} rounds",
+        f"{'':10}{'msgs/s':>10}{'hop p50':>10}{'hop p99':>10}{'e2e p50':>10}{'e2e p99':>10}",
+    ]
     for kind in ("raw", "backbone"):
         m = report[kind]
-        lines.append(f"{kind:10}{m['throughput_msgs_per_s']:>10.0f}{m['hop_p50_ms']:>8.1f}ms{m['hop_p99_ms']:>8.1f}ms"
-                     f"{m['e2e_p50_ms']:>8.1f}ms{m['e2e_p99_ms']:>8.1f}ms")
-    lines.append(f"backbone/raw throughput ratio: {report['throughput_ratio']:.3f} (target ≥ 0.5); "
-                 f"backbone hop p99 {report['backbone']['hop_p99_ms']:.1f} ms (target ≤ 20 ms)")
+        lines.append(
+            f"{kind:10}{m['throughput_msgs_per_s']:>10.0f}{m['hop_p50_ms']:>8.1f}ms{m['hop_p99_ms']:>8.1f}ms"
+            f"{m['e2e_p50_ms']:>8.1f}ms{m['e2e_p99_ms']:>8.1f}ms"
+        )
+    lines.append(
+        f"backbone/raw throughput ratio: {report['throughput_ratio']:.3f} (target ≥ 0.5); "
+        f"backbone hop p99 {report['backbone']['hop_p99_ms']:.1f} ms (target ≤ 20 ms)"
+    )
     return "\n".join(lines)
 
 

@@ -96,8 +96,12 @@ def build_for(embedder_name: str, concepts: list[dict], corpus: list[str], k: in
         "concepts_ru": embedder.embed([c["ru"] for c in concepts]),
         "concepts_en": embedder.embed([c["en"] for c in concepts]),
     }
-    info = {"train_examples": len(train), "train_accuracy": round(float(head.score(X, labels, weights)), 4),
-            "codebook_size": k, "corpus_lines": len(corpus)}
+    info = {
+        "train_examples": len(train),
+        "train_accuracy": round(float(head.score(X, labels, weights)), 4),
+        "codebook_size": k,
+        "corpus_lines": len(corpus),
+    }
     return arrays, info
 
 

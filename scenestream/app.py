@@ -28,10 +28,13 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from scenestream.settings import Settings
 
-
 # what _Consumer._drain_messages is adapted from: (distribution, version, function, SHA-256 of its source)
-ADAPTED_FROM = ("faust-streaming", "0.15.3", "faust.transport.consumer.Consumer._drain_messages",
-                "44a2500309e83c630493f6828af50166ec8d96a0b3e4fb2bab735f704ae93417")
+ADAPTED_FROM = (
+    "faust-streaming",
+    "0.15.3",
+    "faust.transport.consumer.Consumer._drain_messages",
+    "44a2500309e83c630493f6828af50166ec8d96a0b3e4fb2bab735f704ae93417",
+)
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):

@@ -32,9 +32,14 @@ async def connected_stack(settings: Settings) -> AsyncIterator[tuple[Settings, s
             yield s, "embedded"
 
 
-async def ask_once(text: str, session: Optional[str] = None, timeout: float = 120.0,
-                   settings: Optional[Settings] = None, register: Optional[str] = None,
-                   on_piece: Optional[Callable[[LoraOutput], None]] = None) -> dict:
+async def ask_once(
+    text: str,
+    session: Optional[str] = None,
+    timeout: float = 120.0,
+    settings: Optional[Settings] = None,
+    register: Optional[str] = None,
+    on_piece: Optional[Callable[[LoraOutput], None]] = None,
+) -> dict:
     """Publish ``text`` and wait for its answer; ``on_piece`` gets the answer's streamed partials as they come."""
     settings = settings or get_settings()
     specs = select_stages(None, settings)
@@ -69,13 +74,15 @@ async def ask_once(text: str, session: Optional[str] = None, timeout: float = 12
     result["scene"] = found.get("scene")
     if "lora_output" in found:
         result["output"] = found["lora_output"]
-    result["timings"] = {"startup_ms": round((ready - started) * 1000, 1),
-                         "pipeline_ms": round((done - sent) * 1000, 1)}
+    result["timings"] = {
+        "startup_ms": round((ready - started) * 1000, 1),
+        "pipeline_ms": round((done - sent) * 1000, 1),
+    }
     if record.message_id in watcher.first_partial:
         result["timings"]["first_piece_ms"] = round((watcher.first_partial[record.message_id] - sent_wall) * 1000, 1)
     output = found.get("lora_output")
     if output is not None:
-        result["timings"].update({k: output.timings_ms[k] for k in ("queue", "first_token", "generate")
-                                  if k in output.timings_ms})
+        result["timings"].update(
+            {k: output.timings_ms[k] for k in ("queue", "first_token", "generate") if k in output.timings_ms}
+        )
     return result
-

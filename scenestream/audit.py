@@ -50,8 +50,13 @@ async def from_topics(settings: Settings, message_id: str) -> dict[str, list]:
                         continue
                     if getattr(item, "message_id", None) == message_id:
                         found.setdefault(name, []).append(
-                            {"offset": record.offset, "partition": record.partition,
-                             "timestamp_ms": record.timestamp, "record": item})
+                            {
+                                "offset": record.offset,
+                                "partition": record.partition,
+                                "timestamp_ms": record.timestamp,
+                                "record": item,
+                            }
+                        )
             except KeyError:
                 continue  # a topic that does not exist (yet)
     return found
@@ -62,8 +67,10 @@ def trace(message_id: str, settings: Settings, broker: Optional[Settings]) -> di
     try:
         archive = open_settings_archive(settings)
     except ValueError as exc:  # Qdrant Edge is held by the running stack: say so, and read the topics
-        result["archive_error"] = f"{exc} (a running stack holds the embedded archive; stop it, or use a Qdrant " \
-                                  f"server with SCENESTREAM_QDRANT_URL)"
+        result["archive_error"] = (
+            f"{exc} (a running stack holds the embedded archive; stop it, or use a Qdrant "
+            f"server with SCENESTREAM_QDRANT_URL)"
+        )
     else:
         try:
             result["archive"] = archived_scene(archive, message_id, settings)
@@ -80,8 +87,9 @@ def trace(message_id: str, settings: Settings, broker: Optional[Settings]) -> di
         timings.update({f"answer.{k}": v for k, v in (result["archive"].get("answer_timings_ms") or {}).items()})
     result["timings_ms"] = timings
     if result["archive"] is None and not result["topics"]:
-        raise LookupError(result.get("archive_error") or f"message {message_id} is neither in the archive nor on "
-                                                          f"the topics")
+        raise LookupError(
+            result.get("archive_error") or f"message {message_id} is neither in the archive nor on the topics"
+        )
     return result
 
 
@@ -93,8 +101,13 @@ def history(session: str, settings: Settings, since_ms: Optional[int] = None) ->
         archive.close()
 
 
-def replay(session: str, settings: Settings, register: Optional[str] = None, engine: Optional[str] = None,
-           since_ms: Optional[int] = None) -> list[dict]:
+def replay(
+    session: str,
+    settings: Settings,
+    register: Optional[str] = None,
+    engine: Optional[str] = None,
+    since_ms: Optional[int] = None,
+) -> list[dict]:
     """Old and new answers of a session's archived scenes, in order."""
     from scenestream.agents.decoder.engines import make_engine
     from scenestream.agents.decoder.transform import Decoder
@@ -105,12 +118,21 @@ def replay(session: str, settings: Settings, register: Optional[str] = None, eng
     scenes = []
     for row in rows:
         scene = Scene.model_validate(row)
-        scenes.append(scene.model_copy(update={"replay_of": scene.message_id,
-                                               "force_register": register or scene.force_register}))
+        scenes.append(
+            scene.model_copy(update={"replay_of": scene.message_id, "force_register": register or scene.force_register})
+        )
     decoder = Decoder(make_engine(settings, engine))
     outputs: list[LoraOutput] = []
     for i in range(0, len(scenes), 16):
         outputs += decoder.decode(scenes[i : i + 16])
-    return [{"scene_id": row["scene_id"], "message_id": row["message_id"], "ts_ms": row["ts_ms"],
-             "text": row["text"], "old": {"register": row.get("answer_register"), "text": row.get("answer")},
-             "new": out} for row, out in zip(rows, outputs)]
+    return [
+        {
+            "scene_id": row["scene_id"],
+            "message_id": row["message_id"],
+            "ts_ms": row["ts_ms"],
+            "text": row["text"],
+            "old": {"register": row.get("answer_register"), "text": row.get("answer")},
+            "new": out,
+        }
+        for row, out in zip(rows, outputs)
+    ]

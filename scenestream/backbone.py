@@ -100,21 +100,25 @@ class StageSpec:
     streams: bool = False  # the handler sends previews while it works: process(records, emit=...)
 
     @classmethod
-    def of(cls, agent: str, build: Callable[[Settings, Resources], Handler], **options: Any) -> "StageSpec":
+    def of(cls, agent: str, build: Callable[[Settings, Resources], Handler], **options: Any) -> StageSpec:
         """The spec of ``agent``, its stage and topics taken from the pipeline's topology table."""
         from scenestream.topology import ROUTES
 
         route = ROUTES[agent]
-        return cls(name=route.stage, agent=route.agent, source=route.source, sinks=route.sinks, build=build,
-                   **options)
+        return cls(name=route.stage, agent=route.agent, source=route.source, sinks=route.sinks, build=build, **options)
 
 
 def producer(settings: Settings, **kwargs):
     """The aiokafka producer every stage and client sends with (one place for its settings)."""
     from aiokafka import AIOKafkaProducer
 
-    return AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=settings.producer_linger_ms,
-                            max_request_size=settings.max_request_bytes, **settings.kafka_auth(), **kwargs)
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers,
+        linger_ms=settings.producer_linger_ms,
+        max_request_size=settings.max_request_bytes,
+        **settings.kafka_auth(),
+        **kwargs,
+    )
 
 
 class Send(NamedTuple):
@@ -140,9 +144,16 @@ def is_permanent(exc: BaseException) -> bool:
     moving) is retriable."""
     from aiokafka import errors as kafka
 
-    permanent = (kafka.MessageSizeTooLargeError, kafka.RecordTooLargeError, kafka.RecordListTooLargeError,
-                 kafka.CorruptRecordException, kafka.InvalidTopicError, kafka.UnknownTopicOrPartitionError,
-                 kafka.TopicAuthorizationFailedError, kafka.ClusterAuthorizationFailedError)
+    permanent = (
+        kafka.MessageSizeTooLargeError,
+        kafka.RecordTooLargeError,
+        kafka.RecordListTooLargeError,
+        kafka.CorruptRecordException,
+        kafka.InvalidTopicError,
+        kafka.UnknownTopicOrPartitionError,
+        kafka.TopicAuthorizationFailedError,
+        kafka.ClusterAuthorizationFailedError,
+    )
     if isinstance(exc, permanent):
         return True
     return not isinstance(exc, (kafka.KafkaError, OSError, asyncio.TimeoutError))
@@ -152,8 +163,14 @@ def truncated(letter: DeadLetter) -> DeadLetter:
     """``letter`` small enough to send: the first :data:`TRUNCATED_BYTES` of the original value, its size and
     SHA-256, and the reason."""
     value = letter.value or b""
-    return letter.model_copy(update={"value": value[:TRUNCATED_BYTES], "truncated": True,
-                                     "value_size": len(value), "value_sha256": hashlib.sha256(value).hexdigest()})
+    return letter.model_copy(
+        update={
+            "value": value[:TRUNCATED_BYTES],
+            "truncated": True,
+            "value_size": len(value),
+            "value_sha256": hashlib.sha256(value).hexdigest(),
+        }
+    )
 
 
 def map_each(fn: Callable[[Record], list[Emit]], records: Sequence[Record]) -> list[Result]:
@@ -184,8 +201,14 @@ def batch_then_each(fn: Callable[[Sequence[Record]], list[list[Emit]]], records:
     return results
 
 
-def dead_letter(spec: StageSpec, event: Any, exc: BaseException, message_id: str | None = None,
-                reason: str | None = None, error_type: str | None = None) -> DeadLetter:
+def dead_letter(
+    spec: StageSpec,
+    event: Any,
+    exc: BaseException,
+    message_id: str | None = None,
+    reason: str | None = None,
+    error_type: str | None = None,
+) -> DeadLetter:
     message = event.message
     if reason is not None:
         error_type = error_type or "processing"
@@ -209,7 +232,7 @@ def dead_letter(spec: StageSpec, event: Any, exc: BaseException, message_id: str
 class Streamed:
     """The ``emit`` of a streaming handler for one batch; callable from the handler's thread."""
 
-    def __init__(self, runner: "StageRunner", loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, runner: StageRunner, loop: asyncio.AbstractEventLoop) -> None:
         self.runner = runner
         self.loop = loop
         self.keys: dict[Any, Any] = {}  # message id → key of its input message (filled by plan)
@@ -247,8 +270,9 @@ class StageRunner:
     path cost about a sixth of a hop's CPU in ``bench transport`` profiles.
     """
 
-    def __init__(self, spec: StageSpec, settings: Settings, producer: Any = None,
-                 resources: Optional[Resources] = None) -> None:
+    def __init__(
+        self, spec: StageSpec, settings: Settings, producer: Any = None, resources: Optional[Resources] = None
+    ) -> None:
         self.spec = spec
         self.settings = settings
         self.handler = spec.build(settings, resources if resources is not None else Resources())
@@ -310,8 +334,14 @@ class StageRunner:
                 sends.append(Send(self.dlq, event.message.key, encode(letter), event))
                 self.dead += 1
                 if not isinstance(result, SchemaError):
-                    log.warning("%s: %s at %s[%s]@%s", self.spec.name, result, event.message.topic,
-                                event.message.partition, event.message.offset)
+                    log.warning(
+                        "%s: %s at %s[%s]@%s",
+                        self.spec.name,
+                        result,
+                        event.message.topic,
+                        event.message.partition,
+                        event.message.offset,
+                    )
             else:
                 for decl, record in result:
                     sends.append(Send(self.sinks[decl.name], event.message.key, encode(record), event))
@@ -323,8 +353,9 @@ class StageRunner:
         queued: list[Any] = []
         for send in sends:
             try:
-                queued.append(await self.producer.send(send.topic, key=send.key, value=send.value,
-                                                       headers=self.headers))
+                queued.append(
+                    await self.producer.send(send.topic, key=send.key, value=send.value, headers=self.headers)
+                )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # refused before it was queued (too large, no such topic, …)
@@ -351,18 +382,38 @@ class StageRunner:
         if send.topic == self.dlq:
             letter = decode(send.value, DeadLetter)
             if letter.truncated:
-                raise StageStopped(f"{self.spec.name}: the dead letter for {letter.topic}[{letter.partition}]@"
-                                   f"{letter.offset} cannot be delivered to {self.dlq} even truncated ({why}); "
-                                   "stopping instead of losing it")
-            log.warning("%s: dead letter for %s[%s]@%s too large to send (%s): sending it truncated",
-                        self.spec.name, letter.topic, letter.partition, letter.offset, why)
+                raise StageStopped(
+                    f"{self.spec.name}: the dead letter for {letter.topic}[{letter.partition}]@"
+                    f"{letter.offset} cannot be delivered to {self.dlq} even truncated ({why}); "
+                    "stopping instead of losing it"
+                )
+            log.warning(
+                "%s: dead letter for %s[%s]@%s too large to send (%s): sending it truncated",
+                self.spec.name,
+                letter.topic,
+                letter.partition,
+                letter.offset,
+                why,
+            )
             return send._replace(value=encode(truncated(letter)))
         message = send.event.message
-        log.warning("%s: result for %s of %s[%s]@%s cannot be delivered (%s): dead-lettering the input",
-                    self.spec.name, send.topic, message.topic, message.partition, message.offset, why)
+        log.warning(
+            "%s: result for %s of %s[%s]@%s cannot be delivered (%s): dead-lettering the input",
+            self.spec.name,
+            send.topic,
+            message.topic,
+            message.partition,
+            message.offset,
+            why,
+        )
         self.dead += 1
-        letter = dead_letter(self.spec, send.event, exc, reason=f"result for {send.topic} cannot be delivered: {why}",
-                             error_type="undeliverable")
+        letter = dead_letter(
+            self.spec,
+            send.event,
+            exc,
+            reason=f"result for {send.topic} cannot be delivered: {why}",
+            error_type="undeliverable",
+        )
         return Send(self.dlq, message.key, encode(letter), send.event)
 
     async def deliver(self, sends: Sequence[Send]) -> None:
@@ -390,8 +441,14 @@ class StageRunner:
                     last = outcome
                     retry.append(send)
             if failures:  # broker trouble: one line per round, not one per record
-                log.error("%s: %d send(s) failed (%s: %s), retrying them in %.1fs", self.spec.name, failures,
-                          type(last).__name__, last, delay)
+                log.error(
+                    "%s: %d send(s) failed (%s: %s), retrying them in %.1fs",
+                    self.spec.name,
+                    failures,
+                    type(last).__name__,
+                    last,
+                    delay,
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
             pending = retry
@@ -436,8 +493,7 @@ def attach(app: Any, spec: StageSpec, settings: Settings, resources: Optional[Re
                 if len(batch) >= batch_max or not _waiting(manual):
                     started = time.perf_counter()
                     await runner.handle(manual, batch)
-                    log.debug("%s: %d events in %.1f ms", spec.name, len(batch),
-                              (time.perf_counter() - started) * 1000)
+                    log.debug("%s: %d events in %.1f ms", spec.name, len(batch), (time.perf_counter() - started) * 1000)
                     batch = []
         except StageStopped as exc:  # nothing acked; the worker stops loudly rather than lose or stall
             runner.stopped = exc

@@ -83,14 +83,23 @@ class EmbeddedBroker:
     def url(self) -> str:
         return f"kafka://{self.host}:{self.port}"
 
-    def start(self) -> "EmbeddedBroker":
+    def start(self) -> EmbeddedBroker:
         binary = broker_binary()
         for _attempt in range(3):  # a free port can be taken between probe and bind
             port = self.port or free_port()
             listen = f"tcp://{self.host}:{port}"
             self.process = subprocess.Popen(
-                [binary, "broker", "--listener-url", listen, "--advertised-listener-url", listen,
-                 "--storage-engine", "memory://tansu/", "--silent"],
+                [
+                    binary,
+                    "broker",
+                    "--listener-url",
+                    listen,
+                    "--advertised-listener-url",
+                    listen,
+                    "--storage-engine",
+                    "memory://tansu/",
+                    "--silent",
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
@@ -134,7 +143,7 @@ class EmbeddedBroker:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def __enter__(self) -> "EmbeddedBroker":
+    def __enter__(self) -> EmbeddedBroker:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -27,11 +27,23 @@ app = typer.Typer(
 app.add_typer(bench.bench_app, name="bench")
 app.add_typer(stack.topics_app, name="topics")
 # in the order `scenestream --help` lists them
-for name, command in (("settings", stack.settings), ("broker", stack.broker), ("run", stack.run),
-                      ("ingest", stack.ingest), ("tail", stack.tail), ("ask", client.ask), ("setup", model.setup),
-                      ("train", model.train), ("sample-answers", model.sample_answers), ("scene", client.scene),
-                      ("trace", audit.trace), ("history", audit.history), ("replay", audit.replay)):
+for name, command in (
+    ("settings", stack.settings),
+    ("broker", stack.broker),
+    ("run", stack.run),
+    ("ingest", stack.ingest),
+    ("tail", stack.tail),
+    ("ask", client.ask),
+    ("setup", model.setup),
+    ("train", model.train),
+    ("sample-answers", model.sample_answers),
+    ("scene", client.scene),
+    ("trace", audit.trace),
+    ("history", audit.history),
+    ("replay", audit.replay),
+):
     app.command(name)(command)
+
 
 def main() -> None:
     app()

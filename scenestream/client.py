@@ -17,8 +17,9 @@ Accept = Callable[[Record], bool]
 
 def raw_text(text: str, session_id: Optional[str] = None, tenant: str = "default", source: str = "api") -> RawText:
     message_id = new_message_id()
-    return RawText(message_id=message_id, session_id=session_id or f"s-{message_id}", text=text, tenant=tenant,
-                   source=source)
+    return RawText(
+        message_id=message_id, session_id=session_id or f"s-{message_id}", text=text, tenant=tenant, source=source
+    )
 
 
 async def publish(settings: Settings, records: list[RawText]) -> None:
@@ -42,8 +43,12 @@ async def read_topic(
     """Every message of ``topic`` (all partitions, no consumer group), as aiokafka records."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False,
-                                fetch_max_wait_ms=max(settings.fetch_max_wait_ms, 10), **settings.kafka_auth())
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=max(settings.fetch_max_wait_ms, 10),
+        **settings.kafka_auth(),
+    )
     await consumer.start()
     try:
         partitions = consumer.partitions_for_topic(topic)
@@ -74,8 +79,13 @@ async def read_topic(
 
 def view(record, schema: type[Record]) -> dict:
     """A topic record as a JSON-able dict: the decoded record, or why it does not decode."""
-    head = {"topic": record.topic, "partition": record.partition, "offset": record.offset,
-            "key": record.key, "timestamp_ms": record.timestamp}
+    head = {
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "key": record.key,
+        "timestamp_ms": record.timestamp,
+    }
     try:
         head["value"] = decode(record.value, schema).model_dump(mode="python", exclude_none=True)
     except SchemaError as exc:
@@ -103,8 +113,13 @@ class Watcher:
     first one of each message arrived is kept in :attr:`first_partial`.
     """
 
-    def __init__(self, settings: Settings, topics: dict[str, type[Record]], dlqs: list[str],
-                 on_partial: Optional[Callable[[Record], None]] = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        topics: dict[str, type[Record]],
+        dlqs: list[str],
+        on_partial: Optional[Callable[[Record], None]] = None,
+    ) -> None:
         self.settings = settings
         self.topics = topics
         self.dlqs = set(dlqs)
@@ -117,12 +132,19 @@ class Watcher:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
         s = self.settings
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=s.bootstrap_servers, enable_auto_commit=False,
-                                         fetch_max_wait_ms=max(s.fetch_max_wait_ms, 10), **s.kafka_auth())
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.bootstrap_servers,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=max(s.fetch_max_wait_ms, 10),
+            **s.kafka_auth(),
+        )
         await self.consumer.start()
         await self.consumer._client.force_metadata_update()
-        tps = [TopicPartition(t, p) for t in [*self.topics, *self.dlqs]
-               for p in sorted(self.consumer.partitions_for_topic(t) or ())]
+        tps = [
+            TopicPartition(t, p)
+            for t in [*self.topics, *self.dlqs]
+            for p in sorted(self.consumer.partitions_for_topic(t) or ())
+        ]
         self.consumer.assign(tps)
         await self.consumer.seek_to_end(*tps)
         for tp in tps:  # resolve the end offsets now, before anything is published
@@ -147,8 +169,13 @@ class Watcher:
             key = "dead_letter" if isinstance(item, DeadLetter) else record.topic
             self.seen.setdefault(mid, {}).setdefault(key, []).append(item)
 
-    async def wait(self, message_id: str, until: Union[str, Mapping[str, Optional[Accept]]], timeout: float,
-                   accept: Optional[Accept] = None) -> dict[str, Record]:
+    async def wait(
+        self,
+        message_id: str,
+        until: Union[str, Mapping[str, Optional[Accept]]],
+        timeout: float,
+        accept: Optional[Accept] = None,
+    ) -> dict[str, Record]:
         """Records for ``message_id`` by kind, once every topic in ``until`` has one its test accepts.
 
         ``until`` is one topic (tested by ``accept``) or a mapping topic → test
@@ -164,8 +191,10 @@ class Watcher:
             if "dead_letter" in got:
                 item = got["dead_letter"][-1]
                 raise DeadLettered(f"{item.stage} refused the message ({item.error_type}): {item.reason}")
-            chosen = {topic: [item for item in got.get(topic, ()) if test is None or test(item)]
-                      for topic, test in tests.items()}
+            chosen = {
+                topic: [item for item in got.get(topic, ()) if test is None or test(item)]
+                for topic, test in tests.items()
+            }
             if all(chosen.values()):
                 found = {topic: items[-1] for topic, items in self.seen.pop(message_id).items()}
                 found.update({topic: items[-1] for topic, items in chosen.items()})

@@ -60,14 +60,27 @@ def scene_path(settings: Settings) -> ScenePath:
 Text = Union[str, RawText]
 
 
-def scenes_for(texts: Sequence[Text], settings: Optional[Settings] = None, *, session_id: str = "offline",
-               force_register: Optional[str] = None) -> list[Scene]:
+def scenes_for(
+    texts: Sequence[Text],
+    settings: Optional[Settings] = None,
+    *,
+    session_id: str = "offline",
+    force_register: Optional[str] = None,
+) -> list[Scene]:
     """One formed scene per text, in order. A plain string becomes a :class:`RawText` with a message id
     derived from the text (:func:`offline_message_id`) in ``session_id``; a ``RawText`` is taken as it is.
     Raises ``SchemaError`` for a text the tokenizer stage would dead-letter (empty, too long)."""
     settings = settings or get_settings()
-    raws = [t if isinstance(t, RawText) else
-            RawText(message_id=offline_message_id(t), session_id=session_id, text=t, source="offline",
-                    force_register=force_register)
-            for t in texts]
+    raws = [
+        t
+        if isinstance(t, RawText)
+        else RawText(
+            message_id=offline_message_id(t),
+            session_id=session_id,
+            text=t,
+            source="offline",
+            force_register=force_register,
+        )
+        for t in texts
+    ]
     return scene_path(settings).scenes(raws)

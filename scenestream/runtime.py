@@ -1,7 +1,7 @@
 """Assemble and run workers: which stages, on which broker, in which process.
 
-    scenestream run                      # every stage in one worker (embedded broker by default)
-    scenestream run --stages tokenizer   # a subset; two such workers share the partitions
+scenestream run                      # every stage in one worker (embedded broker by default)
+scenestream run --stages tokenizer   # a subset; two such workers share the partitions
 """
 
 from __future__ import annotations
@@ -84,7 +84,9 @@ async def wait_assigned(app: App, timeout: float = 30.0) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_worker(settings: Settings, stages: Iterable[StageSpec]) -> AsyncIterator[tuple[App, list[StageRunner]]]:
+async def running_worker(
+    settings: Settings, stages: Iterable[StageSpec]
+) -> AsyncIterator[tuple[App, list[StageRunner]]]:
     """A worker inside the current event loop (``ask``, benchmarks, tests)."""
     from scenestream.topics import create_topics
 

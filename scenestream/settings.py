@@ -44,9 +44,7 @@ class Settings(BaseSettings):
 
     # --- topology ---------------------------------------------------------
     app_id: str = Field("scenestream", description="Consumer-group id prefix of the workers.")
-    topic_prefix: str = Field(
-        "", description="Prefix for every topic name (isolates tenants, test runs, replays)."
-    )
+    topic_prefix: str = Field("", description="Prefix for every topic name (isolates tenants, test runs, replays).")
     partitions: int = Field(4, ge=1, description="Partitions of each pipeline topic at creation.")
     replication_factor: int = Field(1, ge=1, description="Replication factor at topic creation.")
     retention_hours: int = Field(
@@ -62,19 +60,21 @@ class Settings(BaseSettings):
     )
     batch_max: int = Field(256, ge=1, description="Most messages a stage handles in one batch.")
     max_request_bytes: int = Field(
-        1024 * 1024, ge=256, description="Largest record a producer sends (aiokafka's max_request_size; keep it "
+        1024 * 1024,
+        ge=256,
+        description="Largest record a producer sends (aiokafka's max_request_size; keep it "
         "within the broker's message.max.bytes). A stage's result over it sends the input to the dead-letter "
         "topic, truncated there when the whole dead letter would be over it too.",
     )
     producer_linger_ms: int = Field(1, ge=0, description="Producer linger (batching) time.")
     commit_interval_s: float = Field(0.5, gt=0, description="Offset commit interval.")
     session_timeout_s: float = Field(
-        6.0, gt=0, description="Consumer-group session timeout (6 s is the least Kafka allows by default; "
-        "Tansu holds a join for about half of it, so it bounds how fast a worker starts)."
+        6.0,
+        gt=0,
+        description="Consumer-group session timeout (6 s is the least Kafka allows by default; "
+        "Tansu holds a join for about half of it, so it bounds how fast a worker starts).",
     )
-    rebalance_timeout_s: float = Field(
-        3.0, gt=0, description="How long a rebalance waits for members to rejoin."
-    )
+    rebalance_timeout_s: float = Field(3.0, gt=0, description="How long a rebalance waits for members to rejoin.")
 
     # --- data -------------------------------------------------------------
     data_dir: Path = Field(
@@ -107,7 +107,8 @@ class Settings(BaseSettings):
         None, description="A local Hugging Face causal-LM folder. Unset: Gemma 3 270M from `scenestream setup`."
     )
     adapters_dir: Optional[Path] = Field(
-        None, description="Folder with one LoRA adapter folder per register. Unset: the adapters shipped with scenestream."
+        None,
+        description="Folder with one LoRA adapter folder per register. Unset: the adapters shipped with scenestream.",
     )
     openai_base_url: Optional[str] = Field(
         None, description="OpenAI-compatible server for SCENESTREAM_ENGINE=openai, e.g. http://vllm:8000/v1."
@@ -121,7 +122,8 @@ class Settings(BaseSettings):
         True, description="Preload tcmalloc into vLLM's CPU engine core when the machine has it (about 2x faster)."
     )
     vllm_cpu_ops: bool = Field(
-        True, description="vLLM on CPU: scenestream's LoRA products (no per-token copies of the adapters' weights) "
+        True,
+        description="vLLM on CPU: scenestream's LoRA products (no per-token copies of the adapters' weights) "
         "and repetition penalty (only the seen tokens' logits) in vLLM's engine core "
         "(agents/decoder/vllm_cpu_ops.py; `scenestream bench decoder` compares).",
     )

@@ -22,7 +22,20 @@ from scenestream.schemas.records import (
 )
 
 __all__ = [
-    "DeadLetter", "Hypertoken", "LoraOutput", "MemoryEvent", "RawText", "Record",
-    "RegisterWeight", "Scene", "SceneField", "SchemaError", "Tokens", "decode",
-    "encode", "new_message_id", "to_json", "to_jsonable",
+    "DeadLetter",
+    "Hypertoken",
+    "LoraOutput",
+    "MemoryEvent",
+    "RawText",
+    "Record",
+    "RegisterWeight",
+    "Scene",
+    "SceneField",
+    "SchemaError",
+    "Tokens",
+    "decode",
+    "encode",
+    "new_message_id",
+    "to_json",
+    "to_jsonable",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -58,7 +58,7 @@ def unpack(value: bytes | None) -> dict:
     return data
 
 
-@lru_cache(maxsize=None)
+@cache
 def _fields(cls: type[Record]) -> tuple[frozenset[str], frozenset[str]]:
     """(all field names, names of plain ``str`` fields) of a record class."""
     fields = cls.model_fields

@@ -68,7 +68,9 @@ def all_topic_names(settings: Settings, decls: Iterable[TopicDecl] = PIPELINE) -
 def resolve(name: str, settings: Settings) -> tuple[str, type[Record]]:
     """A topic name as a user types it (``tokens``, ``raw-text.dlq``) → full name and schema."""
     base = name[: -len(".dlq")] if name.endswith(".dlq") else name
-    base = base[len(settings.topic_prefix) :] if settings.topic_prefix and base.startswith(settings.topic_prefix) else base
+    base = (
+        base[len(settings.topic_prefix) :] if settings.topic_prefix and base.startswith(settings.topic_prefix) else base
+    )
     if base not in BY_NAME:
         known = ", ".join(sorted(BY_NAME))
         raise KeyError(f"unknown topic {name!r}; known: {known} (and each with .dlq)")
@@ -90,7 +92,9 @@ async def create_topics(settings: Settings, decls: Iterable[TopicDecl] = PIPELIN
         for decl in decls:
             partitions = decl.partitions or settings.partitions
             config = decl.config(settings)
-            wanted.append(NewTopic(decl.full_name(settings), partitions, settings.replication_factor, topic_configs=config))
+            wanted.append(
+                NewTopic(decl.full_name(settings), partitions, settings.replication_factor, topic_configs=config)
+            )
             if decl.has_dlq:
                 wanted.append(NewTopic(decl.dlq_name(settings), 1, settings.replication_factor, topic_configs=config))
         missing = [topic for topic in wanted if topic.name not in existing]

@@ -26,8 +26,9 @@ class DecodeScene:
 
     def process(self, records: Sequence[Scene], emit: Optional[Streamed] = None) -> list[Result]:
         partial = (lambda out: emit(LORA_OUTPUTS, out)) if emit is not None else None
-        return batch_then_each(lambda batch: [[(LORA_OUTPUTS, out)] for out in self.decoder.decode(batch, partial)],
-                               records)
+        return batch_then_each(
+            lambda batch: [[(LORA_OUTPUTS, out)] for out in self.decoder.decode(batch, partial)], records
+        )
 
     def close(self) -> None:
         """Nothing of its own: the engine is the runtime's to close."""
@@ -40,5 +41,8 @@ def build(settings: Settings, resources: Resources) -> DecodeScene:
 
 def stages(settings: Settings) -> list[StageSpec]:
     wanted = "resonated" if settings.memory else "formed"
-    return [StageSpec.of("decode_scene", build, accepts=lambda scene: scene.stage == wanted, in_thread=True,
-                         streams=settings.stream)]
+    return [
+        StageSpec.of(
+            "decode_scene", build, accepts=lambda scene: scene.stage == wanted, in_thread=True, streams=settings.stream
+        )
+    ]

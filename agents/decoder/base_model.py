@@ -30,14 +30,18 @@ def base_model_path(settings: Settings) -> Path:
     if settings.base_model:
         path = Path(settings.base_model).expanduser()
         if not (path / "config.json").exists():
-            raise FileNotFoundError(f"SCENESTREAM_BASE_MODEL={path} is not a Hugging Face model folder (no config.json)")
+            raise FileNotFoundError(
+                f"SCENESTREAM_BASE_MODEL={path} is not a Hugging Face model folder (no config.json)"
+            )
         return path
     path = default_model_dir(settings)
     if not (path / READY).exists():
         raise FileNotFoundError(f"the base model is not provisioned yet: run `scenestream setup` (expected {path})")
     if not is_ready(settings):
-        raise FileNotFoundError(f"the base model in {path} has a tokenizer that reads text as single characters: "
-                                "run `scenestream setup` once more (it rebuilds only the tokenizer)")
+        raise FileNotFoundError(
+            f"the base model in {path} has a tokenizer that reads text as single characters: "
+            "run `scenestream setup` once more (it rebuilds only the tokenizer)"
+        )
     return path
 
 
@@ -55,8 +59,10 @@ def check_tokenizer(tokenizer) -> None:
     text = "Why do people believe in conspiracy theories? Почему я не чувствую шаг в себе?"
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     if len(ids) > len(text) / 2:
-        raise RuntimeError(f"the base model's tokenizer splits text into {len(ids)} tokens for {len(text)} "
-                           "characters (no BPE merges): the model cannot read it; run `scenestream setup` again")
+        raise RuntimeError(
+            f"the base model's tokenizer splits text into {len(ids)} tokens for {len(text)} "
+            "characters (no BPE merges): the model cannot read it; run `scenestream setup` again"
+        )
 
 
 def encode_prompt(tokenizer, text: str) -> list[int]:

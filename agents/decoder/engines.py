@@ -189,9 +189,14 @@ class TransformersEngine:
         self.compiled, why = compile_decision(settings.compile, self.device, self.lora_kernel)
         self.caches = StaticCaches(self.net, compile_config(self.device)) if self.compiled else None
         # asked for and not given: a warning; auto deciding: information
-        log.log(logging.WARNING if settings.compile == "on" and not self.compiled else logging.INFO,
-                "transformers engine on %s: LoRA kernel %s; compiled decode %s (%s)", self.device,
-                self.lora_kernel or "none", "on" if self.compiled else "off", why)
+        log.log(
+            logging.WARNING if settings.compile == "on" and not self.compiled else logging.INFO,
+            "transformers engine on %s: LoRA kernel %s; compiled decode %s (%s)",
+            self.device,
+            self.lora_kernel or "none",
+            "on" if self.compiled else "off",
+            why,
+        )
         if self.compiled:
             self._warm_up()
 
@@ -209,8 +214,11 @@ class TransformersEngine:
             self.generate([request])
             self.generate([request, request])
         except Exception as exc:  # torch.compile / CUDA graph capture failures come in many types
-            log.warning("compiled decode failed at warm-up, serving without it (static cache and torch.compile "
-                        "off): %s: %s", type(exc).__name__, exc)
+            log.warning(
+                "compiled decode failed at warm-up, serving without it (static cache and torch.compile off): %s: %s",
+                type(exc).__name__,
+                exc,
+            )
             self.compiled, self.caches = False, None
             return
         log.info("compiled decode ready in %.1f s", time.perf_counter() - started)
@@ -241,17 +249,26 @@ class TransformersEngine:
         if self.lora_kernel == "peft":
             kwargs["adapter_names"] = ["__base__" if n == BASE else n for n in names_all]
         first = _Progress(self.tokenizer, width, on_delta, rows=rows)
-        sampling = {"do_sample": True, "temperature": self.settings.temperature} if self.settings.temperature > 0 \
+        sampling = (
+            {"do_sample": True, "temperature": self.settings.temperature}
+            if self.settings.temperature > 0
             else {"do_sample": False}
+        )
         with self._lock, torch.inference_mode():
             if self.lora is not None:
                 self.lora.set_slots(names_all)
             if self.caches is not None:  # a static cache makes transformers compile the decoding step
                 kwargs.update(self.caches.generate_kwargs(padded, width, self.settings.max_new_tokens))
-            out = self.net.generate(input_ids=ids, attention_mask=mask, max_new_tokens=self.settings.max_new_tokens,
-                                    pad_token_id=pad, stopping_criteria=StoppingCriteriaList([first]),
-                                    repetition_penalty=self.settings.repetition_penalty,
-                                    **sampling, **kwargs)
+            out = self.net.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=self.settings.max_new_tokens,
+                pad_token_id=pad,
+                stopping_criteria=StoppingCriteriaList([first]),
+                repetition_penalty=self.settings.repetition_penalty,
+                **sampling,
+                **kwargs,
+            )
         done = time.perf_counter()
         results = []
         eos = self.tokenizer.eos_token_id
@@ -260,11 +277,16 @@ class TransformersEngine:
             if eos in new:
                 new = new[: new.index(eos) + 1]
             new = [t for t in new if t != pad or t == eos]
-            results.append(Generation(
-                text=self.tokenizer.decode(new, skip_special_tokens=True), adapter=name,
-                prompt_tokens=len(prompt_ids), completion_tokens=len(new),
-                first_token_ms=round(((first.at or done) - started) * 1000, 2),
-                total_ms=round((done - started) * 1000, 2)))
+            results.append(
+                Generation(
+                    text=self.tokenizer.decode(new, skip_special_tokens=True),
+                    adapter=name,
+                    prompt_tokens=len(prompt_ids),
+                    completion_tokens=len(new),
+                    first_token_ms=round(((first.at or done) - started) * 1000, 2),
+                    total_ms=round((done - started) * 1000, 2),
+                )
+            )
         return results
 
 
@@ -290,11 +312,15 @@ class OpenAIEngine:
         parts = []
         usage = None
         model = request.adapter if request.adapter in self.adapters else self.model
-        stream = self.client.completions.create(model=model, prompt=request.prompt, stream=True,
-                                                max_tokens=self.settings.max_new_tokens,
-                                                temperature=self.settings.temperature,
-                                                extra_body={"repetition_penalty": self.settings.repetition_penalty},
-                                                stream_options={"include_usage": True})
+        stream = self.client.completions.create(
+            model=model,
+            prompt=request.prompt,
+            stream=True,
+            max_tokens=self.settings.max_new_tokens,
+            temperature=self.settings.temperature,
+            extra_body={"repetition_penalty": self.settings.repetition_penalty},
+            stream_options={"include_usage": True},
+        )
         for chunk in stream:
             if chunk.choices and chunk.choices[0].text:
                 if first is None:
@@ -305,11 +331,14 @@ class OpenAIEngine:
             if getattr(chunk, "usage", None):
                 usage = chunk.usage
         done = time.perf_counter()
-        return Generation(text="".join(parts), adapter=served_adapter(self.adapters, model),
-                          prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-                          completion_tokens=getattr(usage, "completion_tokens", 0) or len(parts),
-                          first_token_ms=round(((first or done) - started) * 1000, 2),
-                          total_ms=round((done - started) * 1000, 2))
+        return Generation(
+            text="".join(parts),
+            adapter=served_adapter(self.adapters, model),
+            prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+            completion_tokens=getattr(usage, "completion_tokens", 0) or len(parts),
+            first_token_ms=round(((first or done) - started) * 1000, 2),
+            total_ms=round((done - started) * 1000, 2),
+        )
 
     def generate(self, requests: Sequence[Request], on_delta: Optional[OnDelta] = None) -> list[Generation]:
         from concurrent.futures import ThreadPoolExecutor
@@ -374,8 +403,10 @@ def _engine_core_preload(wanted: bool = True):
         return _environment("LD_PRELOAD", None)
     tcmalloc = find_tcmalloc()
     if tcmalloc is None:
-        log.warning("vLLM on CPU without tcmalloc runs about half as fast: apt-get install libtcmalloc-minimal4 "
-                    "(ops/install.sh does where it can)")
+        log.warning(
+            "vLLM on CPU without tcmalloc runs about half as fast: apt-get install libtcmalloc-minimal4 "
+            "(ops/install.sh does where it can)"
+        )
         return _environment("LD_PRELOAD", None)
     return _environment("LD_PRELOAD", ":".join(filter(None, [tcmalloc, preload])))
 
@@ -403,11 +434,17 @@ class VLLMEngine:
         self.settings = settings
         self.model = settings.base_model or path.name
         self.adapters = adapters_in(adapters_dir(settings))
-        with _engine_core_preload(settings.vllm_tcmalloc), \
-                _engine_core_cpu_ops(settings.vllm_cpu_ops):
-            self.llm = LLM(model=str(path), enable_lora=bool(self.adapters), max_loras=max(1, len(self.adapters)),
-                           max_lora_rank=settings.max_lora_rank, dtype="bfloat16", max_model_len=1024, seed=0,
-                           gpu_memory_utilization=settings.vllm_memory_fraction)
+        with _engine_core_preload(settings.vllm_tcmalloc), _engine_core_cpu_ops(settings.vllm_cpu_ops):
+            self.llm = LLM(
+                model=str(path),
+                enable_lora=bool(self.adapters),
+                max_loras=max(1, len(self.adapters)),
+                max_lora_rank=settings.max_lora_rank,
+                dtype="bfloat16",
+                max_model_len=1024,
+                seed=0,
+                gpu_memory_utilization=settings.vllm_memory_fraction,
+            )
         self.tokenizer = self.llm.get_tokenizer()
         self._batches = itertools.count()
 
@@ -431,9 +468,12 @@ class VLLMEngine:
         if not requests:
             return []
         started = time.perf_counter()
-        params = SamplingParams(max_tokens=self.settings.max_new_tokens, temperature=self.settings.temperature,
-                                repetition_penalty=self.settings.repetition_penalty,
-                                output_kind=RequestOutputKind.DELTA)
+        params = SamplingParams(
+            max_tokens=self.settings.max_new_tokens,
+            temperature=self.settings.temperature,
+            repetition_penalty=self.settings.repetition_penalty,
+            output_kind=RequestOutputKind.DELTA,
+        )
         ids = {name: i + 1 for i, name in enumerate(sorted(self.adapters))}
         engine = self.llm.llm_engine
         batch = f"{next(self._batches)}"
@@ -442,8 +482,11 @@ class VLLMEngine:
             for i, request in enumerate(requests):
                 prompt = encode_prompt(self.tokenizer, request.prompt)
                 prompt_tokens[i] = len(prompt)
-                lora = (LoRARequest(request.adapter, ids[request.adapter], str(self.adapters[request.adapter]))
-                        if request.adapter in self.adapters else None)
+                lora = (
+                    LoRARequest(request.adapter, ids[request.adapter], str(self.adapters[request.adapter]))
+                    if request.adapter in self.adapters
+                    else None
+                )
                 engine.add_request(f"{batch}-{i}", TokensPrompt(prompt_token_ids=prompt), params, lora_request=lora)
                 texts[i], tokens[i] = [], 0
         except Exception:  # leave the engine empty for the next batch
@@ -464,8 +507,14 @@ class VLLMEngine:
                 if out.finished:
                     ends[i] = now
         done = time.perf_counter()
-        return [Generation(text="".join(texts[i]), adapter=served_adapter(self.adapters, request.adapter),
-                           prompt_tokens=prompt_tokens[i], completion_tokens=tokens[i],
-                           first_token_ms=round((firsts[i] - started) * 1000, 2) if i in firsts else None,
-                           total_ms=round((ends.get(i, done) - started) * 1000, 2))
-                for i, request in enumerate(requests)]
+        return [
+            Generation(
+                text="".join(texts[i]),
+                adapter=served_adapter(self.adapters, request.adapter),
+                prompt_tokens=prompt_tokens[i],
+                completion_tokens=tokens[i],
+                first_token_ms=round((firsts[i] - started) * 1000, 2) if i in firsts else None,
+                total_ms=round((ends.get(i, done) - started) * 1000, 2),
+            )
+            for i, request in enumerate(requests)
+        ]

@@ -1,9 +1,9 @@
 """The transformers engine's fast decode: a static KV cache and a compiled decoding step.
 
 transformers 5 compiles the decoding forward itself when ``generate`` runs with a compileable cache (a
-``StaticCache`` passed in, or ``cache_implementation="static"``) on CUDA: it wraps the model's ``__call__`` in ``torch.compile`` with
-the ``compile_config`` it is given (mode ``reduce-overhead``: the step is replayed as a CUDA graph) and
-keeps the prefill eager. This module only decides when to ask for it and with which sizes:
+``StaticCache`` passed in, or ``cache_implementation="static"``) on CUDA: it wraps the model's ``__call__``
+in ``torch.compile`` with the ``compile_config`` it is given (mode ``reduce-overhead``: the step is replayed
+as a CUDA graph) and keeps the prefill eager. This module only decides when to ask for it and with which sizes:
 
 * ``SCENESTREAM_COMPILE=auto`` turns it on with CUDA and off on CPU (inductor on 2 cores compiles for
   minutes and gains little); ``on`` forces it (on CPU too, through ``CompileConfig._compile_all_devices``),
@@ -40,8 +40,10 @@ def compile_decision(setting: str, device: str, lora_kernel: Optional[str]) -> t
     if setting == "off":
         return False, "SCENESTREAM_COMPILE=off"
     if lora_kernel == "peft":
-        return False, ("PEFT's mixed-adapter batches (SCENESTREAM_LORA_KERNEL=peft) have data-dependent shapes "
-                       "that cannot be compiled; SCENESTREAM_LORA_KERNEL=stacked can")
+        return False, (
+            "PEFT's mixed-adapter batches (SCENESTREAM_LORA_KERNEL=peft) have data-dependent shapes "
+            "that cannot be compiled; SCENESTREAM_LORA_KERNEL=stacked can"
+        )
     on_cuda = device.startswith("cuda")
     if setting == "auto" and not on_cuda:
         return False, f"SCENESTREAM_COMPILE=auto on {device}: compiling only pays on CUDA"
@@ -53,8 +55,9 @@ def compile_config(device: str, backend: str = "inductor", fullgraph: bool = Tru
     Another backend (``eager``: dynamo's tracing only, seconds on CPU, for tests) gets no mode."""
     from transformers import CompileConfig
 
-    config = CompileConfig(fullgraph=fullgraph, dynamic=True, backend=backend,
-                           mode="reduce-overhead" if backend == "inductor" else None)
+    config = CompileConfig(
+        fullgraph=fullgraph, dynamic=True, backend=backend, mode="reduce-overhead" if backend == "inductor" else None
+    )
     if not device.startswith("cuda"):
         config._compile_all_devices = True  # transformers' own switch for compiling on other devices
     return config

@@ -82,23 +82,28 @@ def read_adapter(folder: Path, name: str | None = None) -> AdapterWeights:
     folder = Path(folder)
     config_file, weights_file = folder / "adapter_config.json", folder / "adapter_model.safetensors"
     if not config_file.exists() or not weights_file.exists():
-        raise FileNotFoundError(f"{folder} is not a PEFT adapter folder (needs adapter_config.json and "
-                                "adapter_model.safetensors)")
+        raise FileNotFoundError(
+            f"{folder} is not a PEFT adapter folder (needs adapter_config.json and adapter_model.safetensors)"
+        )
     config = json.loads(config_file.read_text())
     if config.get("peft_type") != "LORA":
         raise ValueError(f"{folder}: peft_type {config.get('peft_type')!r}, only LORA adapters can be stacked")
     for key, allowed in _UNSUPPORTED.items():
         if key in config and config[key] not in allowed:
-            raise ValueError(f"{folder}: adapter_config {key}={config[key]!r} is not supported by the stacked "
-                             "LoRA (use SCENESTREAM_LORA_KERNEL=peft for this adapter)")
+            raise ValueError(
+                f"{folder}: adapter_config {key}={config[key]!r} is not supported by the stacked "
+                "LoRA (use SCENESTREAM_LORA_KERNEL=peft for this adapter)"
+            )
     alpha = float(config["lora_alpha"])
     rslora = bool(config.get("use_rslora"))
     parts: dict[str, dict[str, torch.Tensor]] = {}
     for key, tensor in load_file(weights_file).items():
         head, sep, tail = key.rpartition(".lora_")
         if not key.startswith(PEFT_PREFIX) or not sep or tail not in ("A.weight", "B.weight"):
-            raise ValueError(f"{folder}: tensor {key!r} is not a LoRA A/B weight of a Linear layer; the stacked "
-                             "LoRA supports nothing else")
+            raise ValueError(
+                f"{folder}: tensor {key!r} is not a LoRA A/B weight of a Linear layer; the stacked "
+                "LoRA supports nothing else"
+            )
         parts.setdefault(head[len(PEFT_PREFIX) :], {})[tail[0]] = tensor
     if not parts:
         raise ValueError(f"{folder}: no LoRA weights in {weights_file.name}")
@@ -113,8 +118,7 @@ def read_adapter(folder: Path, name: str | None = None) -> AdapterWeights:
         # PEFT: scaling = alpha / r (rsLoRA: alpha / sqrt(r)), r being this module's rank (rank_pattern included)
         scaling = alpha / math.sqrt(r) if rslora else alpha / r
         modules[path] = (a.t().contiguous(), (b.t() * scaling).contiguous())
-    return AdapterWeights(name=name or folder.name, modules=modules,
-                          rank=max(a.shape[1] for a, _b in modules.values()))
+    return AdapterWeights(name=name or folder.name, modules=modules, rank=max(a.shape[1] for a, _b in modules.values()))
 
 
 def _module_class():
@@ -133,8 +137,9 @@ def _module_class():
             self.register_buffer("lora_b", b, persistent=False)  # [n_slots, r, out]
             n, _in, r = a.shape
             # slot 0 is zeros: the one-hot form leaves it out, a base row's mask is all zeros
-            self.register_buffer("lora_a_cat", a[1:].permute(1, 0, 2).reshape(_in, (n - 1) * r).contiguous(),
-                                 persistent=False)
+            self.register_buffer(
+                "lora_a_cat", a[1:].permute(1, 0, 2).reshape(_in, (n - 1) * r).contiguous(), persistent=False
+            )
             self.register_buffer("lora_b_cat", b[1:].reshape((n - 1) * r, -1).contiguous(), persistent=False)
             self.register_buffer("slot_idx", None, persistent=False)  # set by StackedLoRA.set_slots, shared
             self.register_buffer("slot_mask", None, persistent=False)
@@ -146,8 +151,10 @@ def _module_class():
             if self.slot_idx is None:
                 raise RuntimeError("stacked LoRA: call set_slots(names) with one adapter name per batch row first")
             if x.dim() != 3 or x.shape[0] != self.slot_idx.shape[0]:
-                raise RuntimeError(f"stacked LoRA: input {tuple(x.shape)} but slots for {self.slot_idx.shape[0]} "
-                                   "rows; set_slots needs one name per batch row")
+                raise RuntimeError(
+                    f"stacked LoRA: input {tuple(x.shape)} but slots for {self.slot_idx.shape[0]} "
+                    "rows; set_slots needs one name per batch row"
+                )
             h = x.to(self.lora_a.dtype)
             if self.form == "onehot":
                 delta = ((h @ self.lora_a_cat) * self.slot_mask) @ self.lora_b_cat
@@ -183,8 +190,9 @@ class StackedLoRA:
         self._by_batch: dict = {}  # batch size → (slot index [batch], one-hot mask [batch, 1, n·r])
 
     @classmethod
-    def attach(cls, model, adapters: Mapping[str, Union[Path, AdapterWeights]], form: str = "onehot",
-               dtype=None) -> "StackedLoRA":
+    def attach(
+        cls, model, adapters: Mapping[str, Union[Path, AdapterWeights]], form: str = "onehot", dtype=None
+    ) -> StackedLoRA:
         """Replace every Linear that any adapter targets by a stacked layer; ``adapters``: name → PEFT folder
         (or weights already read). ``dtype`` of the adapter math: float32 unless given (as PEFT does)."""
         import torch
@@ -219,8 +227,10 @@ class StackedLoRA:
                     continue  # this adapter leaves the layer alone: its slot stays zeros
                 wa, wb = w.modules[path]
                 if wa.shape[0] != base.in_features or wb.shape[1] != base.out_features:
-                    raise ValueError(f"adapter {w.name!r}: {path} is {wa.shape[0]}→{wb.shape[1]}, the model's layer "
-                                     f"{base.in_features}→{base.out_features}")
+                    raise ValueError(
+                        f"adapter {w.name!r}: {path} is {wa.shape[0]}→{wb.shape[1]}, the model's layer "
+                        f"{base.in_features}→{base.out_features}"
+                    )
                 a[slot, :, : wa.shape[1]] = wa
                 b[slot, : wb.shape[0], :] = wb
             device = base.weight.device

@@ -23,8 +23,10 @@ def labels_for(lang: str) -> dict[str, str]:
 
 def scene_header(scene: Scene, register: str) -> str:
     f = scene.field
-    return (f"<scene register={register} {scene.delta_code} linkage={scene.linkage} "
-            f"valence={f.valence:+.2f} arousal={f.arousal:.2f} tension={f.tension:.2f} rhythm={f.rhythm}>")
+    return (
+        f"<scene register={register} {scene.delta_code} linkage={scene.linkage} "
+        f"valence={f.valence:+.2f} arousal={f.arousal:.2f} tension={f.tension:.2f} rhythm={f.rhythm}>"
+    )
 
 
 def build_prompt(scene: Scene, register: Optional[str] = None, echoes: Sequence[dict] = ()) -> str:

@@ -31,7 +31,7 @@ def register_for(scene: Scene) -> str:
 class _Stream:
     """Per request: the raw text so far and what of it went out as partials (thread-safe)."""
 
-    def __init__(self, decoder: "Decoder", scenes: Sequence[Scene], send: Partial) -> None:
+    def __init__(self, decoder: Decoder, scenes: Sequence[Scene], send: Partial) -> None:
         self.decoder = decoder
         self.scenes = scenes
         self.send = send
@@ -99,15 +99,22 @@ class Decoder:
         generations = self.engine.generate(self.requests(scenes), on_delta=stream)
         outputs = []
         for i, (scene, gen) in enumerate(zip(scenes, generations)):
-            outputs.append(self.output(
-                scene, clean_answer(gen.text), final=True, seq=stream.count[i] if stream else 0,
-                adapter=gen.adapter,
-                prompt_tokens=gen.prompt_tokens,
-                completion_tokens=gen.completion_tokens,
-                timings_ms={**scene.timings_ms,
-                            "queue": float(max(0, started_ms - scene.ts_ms)),
-                            **({"first_token": gen.first_token_ms} if gen.first_token_ms is not None else {}),
-                            "generate": gen.total_ms,
-                            "decode": round((time.perf_counter() - started) * 1000, 2)},
-            ))
+            outputs.append(
+                self.output(
+                    scene,
+                    clean_answer(gen.text),
+                    final=True,
+                    seq=stream.count[i] if stream else 0,
+                    adapter=gen.adapter,
+                    prompt_tokens=gen.prompt_tokens,
+                    completion_tokens=gen.completion_tokens,
+                    timings_ms={
+                        **scene.timings_ms,
+                        "queue": float(max(0, started_ms - scene.ts_ms)),
+                        **({"first_token": gen.first_token_ms} if gen.first_token_ms is not None else {}),
+                        "generate": gen.total_ms,
+                        "decode": round((time.perf_counter() - started) * 1000, 2),
+                    },
+                )
+            )
         return outputs

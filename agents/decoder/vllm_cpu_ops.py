@@ -66,6 +66,7 @@ def lora_products(inputs, weights, indices, dtype):
 # The six ops below keep the signatures and the output handling of vllm.lora.ops.torch_ops.lora_ops;
 # only the product itself is lora_products.
 
+
 def bgmv_shrink(inputs, lora_b_weights, output_tensor, lora_indices_tensor, scaling: float = 1.0):
     outputs = lora_products(inputs, lora_b_weights, lora_indices_tensor, output_tensor.dtype)
     output_tensor[:, : outputs.shape[1]] = scaling * outputs[:]
@@ -83,8 +84,15 @@ def bgmv_expand(inputs, lora_b_weights, output_tensor, lora_indices_tensor, add_
         output_tensor[:, :common_len] = outputs[:limit, :common_len]
 
 
-def bgmv_expand_slice(inputs, lora_b_weights, output_tensor, lora_indices_tensor, slice_offset: int,
-                      slice_size: int, add_inputs: bool = True):
+def bgmv_expand_slice(
+    inputs,
+    lora_b_weights,
+    output_tensor,
+    lora_indices_tensor,
+    slice_offset: int,
+    slice_size: int,
+    add_inputs: bool = True,
+):
     outputs = lora_products(inputs, lora_b_weights, lora_indices_tensor, output_tensor.dtype)
     if add_inputs:
         output_tensor[:, slice_offset : slice_offset + slice_size] += outputs[:]
@@ -98,33 +106,78 @@ def _explode(lora_indices_tensor, seq_len_tensor):
     return torch.repeat_interleave(lora_indices_tensor, seq_len_tensor)
 
 
-def sgmv_shrink(inputs, lora_a_weights, output_tensor, b_seq_start_loc, seq_len_tensor, lora_indices_tensor,
-                batches, max_seq_length, token_nums, scaling):
+def sgmv_shrink(
+    inputs,
+    lora_a_weights,
+    output_tensor,
+    b_seq_start_loc,
+    seq_len_tensor,
+    lora_indices_tensor,
+    batches,
+    max_seq_length,
+    token_nums,
+    scaling,
+):
     bgmv_shrink(inputs, lora_a_weights, output_tensor, _explode(lora_indices_tensor, seq_len_tensor), scaling)
 
 
-def sgmv_expand(inputs, lora_b_weights, output_tensor, b_seq_start_loc, seq_len_tensor, lora_indices_tensor,
-                batches, max_seq_length, token_nums, add_inputs: bool = False):
+def sgmv_expand(
+    inputs,
+    lora_b_weights,
+    output_tensor,
+    b_seq_start_loc,
+    seq_len_tensor,
+    lora_indices_tensor,
+    batches,
+    max_seq_length,
+    token_nums,
+    add_inputs: bool = False,
+):
     bgmv_expand(inputs, lora_b_weights, output_tensor, _explode(lora_indices_tensor, seq_len_tensor), add_inputs)
 
 
-def sgmv_expand_slice(inputs, lora_b_weights, output_tensor, b_seq_start_loc, seq_len_tensor,
-                      lora_indices_tensor, batches, max_seq_length, token_nums, slice_offset, slice_size,
-                      add_inputs: bool = False):
-    bgmv_expand_slice(inputs, lora_b_weights, output_tensor, _explode(lora_indices_tensor, seq_len_tensor),
-                      slice_offset, slice_size, add_inputs)
+def sgmv_expand_slice(
+    inputs,
+    lora_b_weights,
+    output_tensor,
+    b_seq_start_loc,
+    seq_len_tensor,
+    lora_indices_tensor,
+    batches,
+    max_seq_length,
+    token_nums,
+    slice_offset,
+    slice_size,
+    add_inputs: bool = False,
+):
+    bgmv_expand_slice(
+        inputs,
+        lora_b_weights,
+        output_tensor,
+        _explode(lora_indices_tensor, seq_len_tensor),
+        slice_offset,
+        slice_size,
+        add_inputs,
+    )
 
 
-def apply_penalties(logits, prompt_tokens_tensor, output_tokens_tensor, presence_penalties, frequency_penalties,
-                    repetition_penalties):
+def apply_penalties(
+    logits, prompt_tokens_tensor, output_tokens_tensor, presence_penalties, frequency_penalties, repetition_penalties
+):
     """vLLM's ``apply_penalties`` (in place, same arguments; rows padded with the vocabulary size), with the
     repetition penalty applied to the seen tokens' logits only. Presence or frequency penalties need
     counts over the vocabulary: then vLLM's own function does it all."""
     import torch
 
     if bool(presence_penalties.any()) or bool(frequency_penalties.any()):
-        return _vllm_apply_penalties(logits, prompt_tokens_tensor, output_tokens_tensor, presence_penalties,
-                                     frequency_penalties, repetition_penalties)
+        return _vllm_apply_penalties(
+            logits,
+            prompt_tokens_tensor,
+            output_tokens_tensor,
+            presence_penalties,
+            frequency_penalties,
+            repetition_penalties,
+        )
     vocab = logits.shape[1]
     seen = torch.cat([prompt_tokens_tensor.to(logits.device), output_tokens_tensor.to(logits.device)], dim=1)
     real = seen < vocab

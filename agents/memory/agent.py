@@ -26,8 +26,11 @@ from scenestream.topics import MEMORY_EVENTS, SCENES
 def open_memory(settings: Settings) -> Memory:
     from scenestream.agents.scene.embedder import make_embedder
 
-    return Memory(open_archive(settings.data_dir, settings.qdrant_url), make_embedder(settings.scene_embedder),
-                  scope=settings.memory_scope)
+    return Memory(
+        open_archive(settings.data_dir, settings.qdrant_url),
+        make_embedder(settings.scene_embedder),
+        scope=settings.memory_scope,
+    )
 
 
 def shared_memory(settings: Settings, resources: Resources) -> Memory:
@@ -40,8 +43,10 @@ class RememberScene:
 
     def process(self, records: Sequence[Scene]) -> list[Result]:
         def remember(batch: Sequence[Scene]):
-            return [[(SCENES, scene)] + [(MEMORY_EVENTS, e) for e in events]
-                    for scene, events in self.memory.remember(batch)]
+            return [
+                [(SCENES, scene)] + [(MEMORY_EVENTS, e) for e in events]
+                for scene, events in self.memory.remember(batch)
+            ]
 
         return batch_then_each(remember, records)
 
@@ -64,8 +69,13 @@ def stages(settings: Settings) -> list[StageSpec]:
     if not settings.memory:
         return []
     return [
-        StageSpec.of("remember_scene", lambda s, r: RememberScene(shared_memory(s, r)),
-                     accepts=lambda scene: scene.stage == "formed", in_thread=True),
-        StageSpec.of("link_answer", lambda s, r: LinkAnswer(shared_memory(s, r)),
-                     accepts=lambda out: out.final, in_thread=True),
+        StageSpec.of(
+            "remember_scene",
+            lambda s, r: RememberScene(shared_memory(s, r)),
+            accepts=lambda scene: scene.stage == "formed",
+            in_thread=True,
+        ),
+        StageSpec.of(
+            "link_answer", lambda s, r: LinkAnswer(shared_memory(s, r)), accepts=lambda out: out.final, in_thread=True
+        ),
     ]

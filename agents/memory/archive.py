@@ -72,9 +72,7 @@ class Recalled:
 
 
 class SceneArchive(Protocol):
-    def store(
-        self, scenes: Sequence[Scene], vectors: np.ndarray, extra: Sequence[dict] | None = None
-    ) -> None:
+    def store(self, scenes: Sequence[Scene], vectors: np.ndarray, extra: Sequence[dict] | None = None) -> None:
         """Upsert the scenes with their vectors (one row each); ``extra[i]`` merges into payload i."""
 
     def recall(
@@ -95,9 +93,7 @@ class SceneArchive(Protocol):
     def update_payload(self, scene_id: str, fields: dict) -> None:
         """Merge ``fields`` into a stored scene's payload (KeyError when it is not stored)."""
 
-    def history(
-        self, session_id: str, tenant: str | None = None, since_ms: int | None = None
-    ) -> list[dict]:
+    def history(self, session_id: str, tenant: str | None = None, since_ms: int | None = None) -> list[dict]:
         """Payloads of a session (of a tenant, with ``ts_ms >= since_ms``), by ts_ms then scene_id."""
 
     def count(self) -> int:
@@ -219,9 +215,7 @@ class _BaseArchive:
         if self._closed:
             raise RuntimeError(f"{type(self).__name__} is closed")
 
-    def store(
-        self, scenes: Sequence[Scene], vectors: np.ndarray, extra: Sequence[dict] | None = None
-    ) -> None:
+    def store(self, scenes: Sequence[Scene], vectors: np.ndarray, extra: Sequence[dict] | None = None) -> None:
         scenes = list(scenes)
         if extra is not None and len(extra) != len(scenes):
             raise ValueError(f"got {len(extra)} extra dicts for {len(scenes)} scenes")
@@ -283,9 +277,7 @@ class _BaseArchive:
             if fields:
                 self._set_payload(pid, dict(fields))
 
-    def history(
-        self, session_id: str, tenant: str | None = None, since_ms: int | None = None
-    ) -> list[dict]:
+    def history(self, session_id: str, tenant: str | None = None, since_ms: int | None = None) -> list[dict]:
         _require(session_id, "session_id")
         must = [("session_id", session_id)]
         if tenant is not None:

@@ -51,28 +51,66 @@ class Memory:
         vectors = self.embedder.embed([s.text for s in scenes])
         out = []
         for scene, vector in zip(scenes, vectors):
-            recalled = [r for r in self.archive.recall(vector, scene.session_id, scene.tenant, self.recall_limit,
-                                                        scope=self.scope, exclude_scene_id=scene.scene_id)
-                        if r.score >= self.floor]
+            recalled = [
+                r
+                for r in self.archive.recall(
+                    vector,
+                    scene.session_id,
+                    scene.tenant,
+                    self.recall_limit,
+                    scope=self.scope,
+                    exclude_scene_id=scene.scene_id,
+                )
+                if r.score >= self.floor
+            ]
             resonance = resonance_of([r.score for r in recalled], self.floor)
-            echoes = [{"scene_id": r.scene_id, "score": round(r.score, 4), "text": r.payload.get("text", ""),
-                       "answer": r.payload.get("answer"), "delta_code": r.payload.get("delta_code")}
-                      for r in recalled]
+            echoes = [
+                {
+                    "scene_id": r.scene_id,
+                    "score": round(r.score, 4),
+                    "text": r.payload.get("text", ""),
+                    "answer": r.payload.get("answer"),
+                    "delta_code": r.payload.get("delta_code"),
+                }
+                for r in recalled
+            ]
             symbol = SYMBOLS.get(scene.register) if resonance >= self.symbol_at else None
-            resonated = scene.model_copy(update={"stage": "resonated", "resonance": resonance,
-                                                 "echoes": [{k: v for k, v in e.items() if v is not None}
-                                                            for e in echoes],
-                                                 "symbol": symbol})
+            resonated = scene.model_copy(
+                update={
+                    "stage": "resonated",
+                    "resonance": resonance,
+                    "echoes": [{k: v for k, v in e.items() if v is not None} for e in echoes],
+                    "symbol": symbol,
+                }
+            )
             if scene.replay_of is None:  # the archive keeps the scene as memory saw it: resonance, echoes
                 self.archive.store([resonated], vector[None, :])
-            events = [MemoryEvent(message_id=scene.message_id, session_id=scene.session_id, scene_id=scene.scene_id,
-                                  tenant=scene.tenant, event="recalled",
-                                  details={"echoes": [{"scene_id": e["scene_id"], "score": e["score"]} for e in echoes],
-                                           "resonance": resonance, "symbol": symbol})]
+            events = [
+                MemoryEvent(
+                    message_id=scene.message_id,
+                    session_id=scene.session_id,
+                    scene_id=scene.scene_id,
+                    tenant=scene.tenant,
+                    event="recalled",
+                    details={
+                        "echoes": [{"scene_id": e["scene_id"], "score": e["score"]} for e in echoes],
+                        "resonance": resonance,
+                        "symbol": symbol,
+                    },
+                )
+            ]
             if scene.replay_of is None:
-                events.insert(0, MemoryEvent(message_id=scene.message_id, session_id=scene.session_id,
-                                             scene_id=scene.scene_id, tenant=scene.tenant, event="stored",
-                                             details={"delta_code": scene.delta_code, "register": scene.register}))
+                events.insert(
+                    0,
+                    MemoryEvent(
+                        message_id=scene.message_id,
+                        session_id=scene.session_id,
+                        scene_id=scene.scene_id,
+                        tenant=scene.tenant,
+                        event="stored",
+                        details={"delta_code": scene.delta_code, "register": scene.register},
+                    ),
+                )
             out.append((resonated, events))
         return out
 
@@ -84,12 +122,25 @@ class Memory:
                 continue  # replays never touch the originals
             found = self.archive.get(output.scene_id) is not None
             if found:
-                self.archive.update_payload(output.scene_id, {
-                    "answer": output.text, "answer_register": output.register, "answer_adapter": output.adapter,
-                    "answer_engine": output.engine, "answer_ts_ms": output.ts_ms,
-                    "answer_timings_ms": output.timings_ms})
-            events.append(MemoryEvent(message_id=output.message_id, session_id=output.session_id,
-                                      scene_id=output.scene_id, tenant=output.tenant, event="linked",
-                                      details={"register": output.register, "adapter": output.adapter,
-                                               "archived_scene": found}))
+                self.archive.update_payload(
+                    output.scene_id,
+                    {
+                        "answer": output.text,
+                        "answer_register": output.register,
+                        "answer_adapter": output.adapter,
+                        "answer_engine": output.engine,
+                        "answer_ts_ms": output.ts_ms,
+                        "answer_timings_ms": output.timings_ms,
+                    },
+                )
+            events.append(
+                MemoryEvent(
+                    message_id=output.message_id,
+                    session_id=output.session_id,
+                    scene_id=output.scene_id,
+                    tenant=output.tenant,
+                    event="linked",
+                    details={"register": output.register, "adapter": output.adapter, "archived_scene": found},
+                )
+            )
         return events

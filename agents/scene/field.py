@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 LEXICON = Path(__file__).with_name("lexicon") / "affect.json"
@@ -29,7 +29,7 @@ class Affect:
     intensifiers: frozenset[str]
 
 
-@lru_cache(maxsize=None)
+@cache
 def affect(lang: str) -> Affect:
     data = json.loads(LEXICON.read_text(encoding="utf-8"))
     lex = data.get(lang) or data["en"]
@@ -96,10 +96,12 @@ def field_of(text: str, lang: str) -> dict:
     letters = [c for c in text if c.isalpha()]
     caps = sum(c.isupper() for c in letters) / max(1, len(letters))
     valence = (pos - neg) / (pos + neg + 1.0)
-    arousal = 0.3 + 0.15 * min(exclaims, 3) + 0.6 * max(0.0, caps - 0.3) + 0.5 * (high - 0.7 * low) / n ** 0.5 \
-        + 0.05 * intens
-    tension = 0.1 + 0.12 * min(questions, 3) + 0.5 * tense / n ** 0.5 + 0.08 * min(negs, 3) \
-        + 0.25 * neg / (pos + neg + 1.0)
+    arousal = (
+        0.3 + 0.15 * min(exclaims, 3) + 0.6 * max(0.0, caps - 0.3) + 0.5 * (high - 0.7 * low) / n**0.5 + 0.05 * intens
+    )
+    tension = (
+        0.1 + 0.12 * min(questions, 3) + 0.5 * tense / n**0.5 + 0.08 * min(negs, 3) + 0.25 * neg / (pos + neg + 1.0)
+    )
     return {
         "valence": _clip(valence, -1.0, 1.0),
         "arousal": _clip(arousal, 0.0, 1.0),

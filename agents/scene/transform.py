@@ -44,7 +44,7 @@ class SceneModel:
     version: str
 
     @classmethod
-    def load(cls, embedder: str) -> "SceneModel":
+    def load(cls, embedder: str) -> SceneModel:
         path = MODEL_DIR / f"scene-{embedder}.npz"
         if not path.exists():
             raise FileNotFoundError(f"{path} missing: build it with `python -m scenestream.ops.build_scene_model`")
@@ -53,8 +53,16 @@ class SceneModel:
             raise ValueError(f"model registers {manifest['registers']} differ from {REGISTERS}")
         data = np.load(path)
         digest = manifest["embedders"][embedder]["sha256"][:8]
-        return cls(embedder, data["head_w"], data["head_b"], data["codebook"], data["concepts_ru"],
-                   data["concepts_en"], manifest["concepts"], f"{BUILDER}+{embedder}.{digest}")
+        return cls(
+            embedder,
+            data["head_w"],
+            data["head_b"],
+            data["codebook"],
+            data["concepts_ru"],
+            data["concepts_en"],
+            manifest["concepts"],
+            f"{BUILDER}+{embedder}.{digest}",
+        )
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -82,7 +90,7 @@ class SceneBuilder:
     timings: dict = field(default_factory=dict)
 
     @classmethod
-    def from_settings(cls, settings) -> "SceneBuilder":
+    def from_settings(cls, settings) -> SceneBuilder:
         """The builder the scene stage runs for ``settings`` (SCENESTREAM_SCENE_EMBEDDER)."""
         return cls(embedder_name=settings.scene_embedder)
 
@@ -95,7 +103,7 @@ class SceneBuilder:
             self.embedder = make_embedder(self.embedder_name)
 
     def warm_up(self) -> None:
-        self.model
+        _ = self.model  # load the arrays now
         self.embedder.embed(["warm up"])
 
     def embed(self, records: Sequence[Tokens]) -> np.ndarray:
@@ -127,28 +135,33 @@ class SceneBuilder:
             t0 = time.perf_counter()
             concepts = self.linkage(vector, tokens)
             registers = register_weights(prob)
-            scenes.append(Scene(
-                scene_id=scene_id_for(tokens.message_id, model.version),
-                message_id=tokens.message_id,
-                session_id=tokens.session_id,
-                tenant=tokens.tenant,
-                stage="formed",
-                text=tokens.text,
-                lang=tokens.lang,
-                hypertokens=tokens.hypertokens,
-                concepts=concepts + [h.text for h in tokens.hypertokens[:3] if h.text not in concepts],
-                linkage="·".join(concepts),
-                delta_code=f"Δ{int(code)}",
-                field=SceneField(**field_of(tokens.text, tokens.lang)),
-                registers=registers,
-                register=registers[0].name,
-                builder_version=model.version,
-                ts_ms=tokens.ts_ms,
-                timings_ms={**tokens.timings_ms, "embed": round(per_text_ms, 3),
-                            "scene": round(per_text_ms + (time.perf_counter() - t0) * 1000, 3)},
-                replay_of=tokens.replay_of,
-                force_register=tokens.force_register,
-            ))
+            scenes.append(
+                Scene(
+                    scene_id=scene_id_for(tokens.message_id, model.version),
+                    message_id=tokens.message_id,
+                    session_id=tokens.session_id,
+                    tenant=tokens.tenant,
+                    stage="formed",
+                    text=tokens.text,
+                    lang=tokens.lang,
+                    hypertokens=tokens.hypertokens,
+                    concepts=concepts + [h.text for h in tokens.hypertokens[:3] if h.text not in concepts],
+                    linkage="·".join(concepts),
+                    delta_code=f"Δ{int(code)}",
+                    field=SceneField(**field_of(tokens.text, tokens.lang)),
+                    registers=registers,
+                    register=registers[0].name,
+                    builder_version=model.version,
+                    ts_ms=tokens.ts_ms,
+                    timings_ms={
+                        **tokens.timings_ms,
+                        "embed": round(per_text_ms, 3),
+                        "scene": round(per_text_ms + (time.perf_counter() - t0) * 1000, 3),
+                    },
+                    replay_of=tokens.replay_of,
+                    force_register=tokens.force_register,
+                )
+            )
         return scenes
 
 

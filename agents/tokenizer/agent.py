@@ -24,7 +24,7 @@ class TokenizeRawText:
 
 def build(settings: Settings, resources: Resources) -> TokenizeRawText:
     tokenizer = Tokenizer.from_settings(settings)
-    tokenizer.sp  # load the model at start-up, not on the first message
+    _ = tokenizer.sp  # load the model at start-up, not on the first message
     return TokenizeRawText(tokenizer)
 
 

@@ -22,7 +22,8 @@ def user_defined_symbols() -> list[str]:
 
     qualified = emoji.STATUS["fully_qualified"]
     emojis = sorted(
-        e for e, data in emoji.EMOJI_DATA.items()
+        e
+        for e, data in emoji.EMOJI_DATA.items()
         if data.get("status") == qualified and (len(e) == 1 or (len(e) == 2 and e[1] == "\ufe0f"))
     )
     return [f"Δ{n}" for n in range(DELTA_CODES)] + list(MATH) + emojis

@@ -1,7 +1,7 @@
 """raw-text → tokens, as a pure function (no Kafka).
 
-    from scenestream.agents.tokenizer.transform import Tokenizer
-    Tokenizer.default().tokenize(raw_text)
+from scenestream.agents.tokenizer.transform import Tokenizer
+Tokenizer.default().tokenize(raw_text)
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class Tokenizer:
     max_text_bytes: int = 16 * 1024
 
     @classmethod
-    def from_settings(cls, settings) -> "Tokenizer":
+    def from_settings(cls, settings) -> Tokenizer:
         return cls(
             model_path=settings.tokenizer_model or SHIPPED_MODEL,
             hypertokens_max=settings.hypertokens_max,
@@ -133,7 +133,7 @@ class Tokenizer:
             if text:
                 sub = sp.encode(text, out_type=str)
                 if not (after_space or segment[0].isspace()):  # glued to the symbol before it
-                    sub[0] = sub[0][len(WORD_START):] if sub[0].startswith(WORD_START) else sub[0]
+                    sub[0] = sub[0][len(WORD_START) :] if sub[0].startswith(WORD_START) else sub[0]
                     if not sub[0]:
                         sub.pop(0)
                 pieces += sub

@@ -32,8 +32,10 @@ def render_trace(result: dict) -> str:
     archived = result["archive"]
     lines = [f"message {result['message_id']}"]
     if archived:
-        lines.append(f"  scene {archived['scene_id']} {archived['delta_code']} {archived['register']} "
-                     f"session {archived['session_id']}: {archived['text']}")
+        lines.append(
+            f"  scene {archived['scene_id']} {archived['delta_code']} {archived['register']} "
+            f"session {archived['session_id']}: {archived['text']}"
+        )
         lines.append(f"  linkage {archived['linkage']}  resonance {archived.get('resonance', 0)}")
         if archived.get("answer"):
             lines.append(f"  answer ({archived.get('answer_adapter')}): {archived['answer']}")
@@ -42,23 +44,32 @@ def render_trace(result: dict) -> str:
             record = entry["record"]
             summary = getattr(record, "event", None) or getattr(record, "stage", None) or getattr(record, "reason", "")
             if getattr(record, "final", None) is not None:  # an answer: streamed piece or the whole one
-                summary = f"final ({record.completion_tokens} tokens)" if record.final else \
-                    f"partial {record.seq}: {record.text!r}"
+                summary = (
+                    f"final ({record.completion_tokens} tokens)"
+                    if record.final
+                    else f"partial {record.seq}: {record.text!r}"
+                )
             lines.append(f"  {topic}[{entry['partition']}]@{entry['offset']}  {type(record).__name__} {summary}")
     lines.append("  timings ms: " + ", ".join(f"{k} {v:.1f}" for k, v in result["timings_ms"].items()))
     return "\n".join(lines)
 
 
 def history_line(row: dict) -> str:
-    return (f"{row['ts_ms']} {row['message_id']} {row['delta_code']:>4} {row['register']:11} "
-            f"res {row.get('resonance', 0):.2f}  {row['text'][:60]}  →  {(row.get('answer') or '')[:60]}")
+    return (
+        f"{row['ts_ms']} {row['message_id']} {row['delta_code']:>4} {row['register']:11} "
+        f"res {row.get('resonance', 0):.2f}  {row['text'][:60]}  →  {(row.get('answer') or '')[:60]}"
+    )
 
 
 def replay_lines(row: dict) -> str:
     new = row["new"]
-    return "\n".join([f"— {row['message_id']}: {row['text']}",
-                      f"  old [{row['old']['register']}]: {row['old']['text']}",
-                      f"  new [{new.register}/{new.adapter}]: {new.text}"])
+    return "\n".join(
+        [
+            f"— {row['message_id']}: {row['text']}",
+            f"  old [{row['old']['register']}]: {row['old']['text']}",
+            f"  new [{new.register}/{new.adapter}]: {new.text}",
+        ]
+    )
 
 
 def trace(
@@ -104,8 +115,9 @@ def history(
 
 def replay(
     session: str = typer.Option(..., "--session", "-s", help="Session id."),
-    register: Optional[str] = typer.Option(None, callback=register_choice,
-                                           help=f"Answer every scene with this register's adapter: {REGISTER_HELP}."),
+    register: Optional[str] = typer.Option(
+        None, callback=register_choice, help=f"Answer every scene with this register's adapter: {REGISTER_HELP}."
+    ),
     engine: Optional[EngineName] = typer.Option(None, help="Decoder engine (default: SCENESTREAM_ENGINE)."),
     since: Optional[int] = typer.Option(None, help="Only scenes at or after this time (ms since the epoch)."),
     as_json: bool = json_option("Print one JSON array of {scene_id, message_id, ts_ms, text, old, new}."),

@@ -8,7 +8,7 @@ document (progress on stderr), without it a short rendering of the main figures:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Optional
 
 import typer
 
@@ -63,8 +63,15 @@ DECODER_RUNS = (
 
 def render_decoder(report: dict) -> Any:
     """Tokens/s and time to first token of each decoder run, and its speed against (a)."""
-    table = _table("run", "requests", "batch", "tok/s", "TTFT p50 ms", "× (a)",
-                   title=f"decoder: {report['scenes']} held-out scenes, {report['max_new_tokens']} new tokens at most")
+    table = _table(
+        "run",
+        "requests",
+        "batch",
+        "tok/s",
+        "TTFT p50 ms",
+        "× (a)",
+        title=f"decoder: {report['scenes']} held-out scenes, {report['max_new_tokens']} new tokens at most",
+    )
     notes = []
     for label, key, ratio in DECODER_RUNS:
         run = report.get(key)
@@ -76,8 +83,9 @@ def render_decoder(report: dict) -> Any:
         if key == "b_transformers_batched":
             label = f"(b) transformers ({run.get('lora_kernel')} LoRA), batched"
         times = "1.00" if key.startswith("a_") else _num(report.get(ratio), ".2f")
-        table.add_row(label, str(run["requests"]), str(run["batch"]), _num(run["tokens_per_s"]),
-                      _num(run["ttft_p50_ms"]), times)
+        table.add_row(
+            label, str(run["requests"]), str(run["batch"]), _num(run["tokens_per_s"]), _num(run["ttft_p50_ms"]), times
+        )
     target = report.get("targets", {}).get("vllm_over_single_min")
     if target is not None:
         notes.append(f"target: vLLM ≥ {target}× (a)")
@@ -86,26 +94,51 @@ def render_decoder(report: dict) -> Any:
 
 def render_quality(report: dict) -> Any:
     """Style fidelity (the router's agreement) and held-out loss per register, adapter against base."""
-    table = _table("register", "adapter", "base", "reference", "loss adapter", "loss base", "adapter misread as",
-                   title="quality: style fidelity (share the router reads as the register)")
+    table = _table(
+        "register",
+        "adapter",
+        "base",
+        "reference",
+        "loss adapter",
+        "loss base",
+        "adapter misread as",
+        title="quality: style fidelity (share the router reads as the register)",
+    )
     table.columns[-1].justify = "left"
     for register, row in report["per_register"].items():
         adapter, base = row["adapter"], row["base"]
         misread = ", ".join(f"{name} {n}" for name, n in adapter.get("misread_as", {}).items()) or "-"
-        table.add_row(register, _num(adapter["style_fidelity"], ".3f"), _num(base["style_fidelity"], ".3f"),
-                      _num(row["reference"]["style_fidelity"], ".3f"), _num(adapter.get("heldout_loss"), ".3f"),
-                      _num(base.get("heldout_loss"), ".3f"), misread)
+        table.add_row(
+            register,
+            _num(adapter["style_fidelity"], ".3f"),
+            _num(base["style_fidelity"], ".3f"),
+            _num(row["reference"]["style_fidelity"], ".3f"),
+            _num(adapter.get("heldout_loss"), ".3f"),
+            _num(base.get("heldout_loss"), ".3f"),
+            misread,
+        )
     target = report.get("targets", {}).get("style_fidelity_min")
     return _group(table, f"target: style fidelity ≥ {target}" if target is not None else None)
 
 
 def render_memory(report: dict) -> Any:
     """Archive store and recall speed per size, paraphrase recall@5, the memory stage's rate."""
-    table = _table("scenes", "store scenes/s", "recalls/s", "recall p50 ms", "recall p99 ms",
-                   title=f"memory: archive {report.get('backend', '')}")
+    table = _table(
+        "scenes",
+        "store scenes/s",
+        "recalls/s",
+        "recall p50 ms",
+        "recall p99 ms",
+        title=f"memory: archive {report.get('backend', '')}",
+    )
     for run in report["archive"]:
-        table.add_row(f"{run['scenes']:,}", _num(run["store_scenes_per_s"], ".0f"), _num(run["recall_per_s"], ".0f"),
-                      _num(run["recall_p50_ms"], ".3f"), _num(run["recall_p99_ms"], ".3f"))
+        table.add_row(
+            f"{run['scenes']:,}",
+            _num(run["store_scenes_per_s"], ".0f"),
+            _num(run["recall_per_s"], ".0f"),
+            _num(run["recall_p50_ms"], ".3f"),
+            _num(run["recall_p99_ms"], ".3f"),
+        )
     para = report["paraphrases"]
     by_lang = ", ".join(f"{lang} {value:.3f}" for lang, value in para["by_lang"].items())
     targets = report.get("targets", {})
@@ -120,19 +153,35 @@ def render_memory(report: dict) -> Any:
 
 def render_e2e(report: dict) -> Any:
     """Latency to the first streamed piece and to the whole answer per offered rate; ask against generation."""
-    table = _table("req/s", "requests", "streamed", "first piece p50 ms", "p99 ms", "answer p50 ms", "p99 ms",
-                   title=f"e2e: engine {report['engine']}, {report['max_new_tokens']} new tokens at most, "
-                   f"pieces every {report['stream_interval_ms']} ms")
+    table = _table(
+        "req/s",
+        "requests",
+        "streamed",
+        "first piece p50 ms",
+        "p99 ms",
+        "answer p50 ms",
+        "p99 ms",
+        title=f"e2e: engine {report['engine']}, {report['max_new_tokens']} new tokens at most, "
+        f"pieces every {report['stream_interval_ms']} ms",
+    )
     for run in report["runs"]:
-        table.add_row(_num(run["rate_rps"], "g"), str(run["requests"]), str(run["streamed_answers"]),
-                      _num(run["first_token_p50_ms"], ".0f"), _num(run["first_token_p99_ms"], ".0f"),
-                      _num(run["answer_p50_ms"], ".0f"), _num(run["answer_p99_ms"], ".0f"))
+        table.add_row(
+            _num(run["rate_rps"], "g"),
+            str(run["requests"]),
+            str(run["streamed_answers"]),
+            _num(run["first_token_p50_ms"], ".0f"),
+            _num(run["first_token_p99_ms"], ".0f"),
+            _num(run["answer_p50_ms"], ".0f"),
+            _num(run["answer_p99_ms"], ".0f"),
+        )
     asks = report.get("ask_through_running_stack")
     lines = []
     for way, summary in (asks or {}).items():
-        lines.append(f"ask through the running stack, {way.replace('_', ' ')}: {summary['calls']} calls, "
-                     f"ask p50 {summary['ask_p50_ms']:.0f} ms, generation p50 {summary['generate_p50_ms']:.0f} ms "
-                     f"({summary['ask_over_generate']:.2f}×)")
+        lines.append(
+            f"ask through the running stack, {way.replace('_', ' ')}: {summary['calls']} calls, "
+            f"ask p50 {summary['ask_p50_ms']:.0f} ms, generation p50 {summary['generate_p50_ms']:.0f} ms "
+            f"({summary['ask_over_generate']:.2f}×)"
+        )
     return _group(table, *lines)
 
 
@@ -140,19 +189,34 @@ def render_lora(report: dict) -> Any:
     """Tokens/s of each LoRA kernel on one mixed-adapter batch, speed-ups and identical answers."""
     kernels = list(report["kernels"])
     reference = kernels[0]
-    table = _table("kernel", "tok/s (median)", "warm-up s", f"× {reference}", "answers = ref (bf16)",
-                   "answers = ref (float32)", "compiled",
-                   title=f"lora: {report['prompts']} prompts × {report['new_tokens']} new tokens, {report['repeats']} "
-                   f"repeats on {report['device']} ({report['threads']} threads)")
+    table = _table(
+        "kernel",
+        "tok/s (median)",
+        "warm-up s",
+        f"× {reference}",
+        "answers = ref (bf16)",
+        "answers = ref (float32)",
+        "compiled",
+        title=f"lora: {report['prompts']} prompts × {report['new_tokens']} new tokens, {report['repeats']} "
+        f"repeats on {report['device']} ({report['threads']} threads)",
+    )
     for kernel, row in report["kernels"].items():
         speedup = "1.00" if kernel == reference else _num(report.get(f"speedup_{kernel}_over_{reference}"), ".2f")
-        table.add_row(kernel, _num(row["tokens_per_s_median"]), _num(row["warmup_s"], ".2f"), speedup,
-                      row.get(f"answers_identical_to_{reference}", "-"),
-                      row.get(f"float32_answers_identical_to_{reference}", "-"),
-                      "yes" if report.get("compiled_decode", {}).get(kernel) else "no")
+        table.add_row(
+            kernel,
+            _num(row["tokens_per_s_median"]),
+            _num(row["warmup_s"], ".2f"),
+            speedup,
+            row.get(f"answers_identical_to_{reference}", "-"),
+            row.get(f"float32_answers_identical_to_{reference}", "-"),
+            "yes" if report.get("compiled_decode", {}).get(kernel) else "no",
+        )
     example = report.get("example")
-    return _group(table, report.get("answers_analysis"),
-                  f"example ({example['adapter']}): {example['answer']}" if example else None)
+    return _group(
+        table,
+        report.get("answers_analysis"),
+        f"example ({example['adapter']}): {example['answer']}" if example else None,
+    )
 
 
 # --------------------------------------------------------------------------------------------------- commands
@@ -188,9 +252,11 @@ def bench_transport(
 @bench_app.command("scene")
 def bench_scene(
     as_json: bool = json_option(JSON_HELP),
-    embedders: str = typer.Option(",".join(SCENE_EMBEDDERS), callback=embedders_choice,
-                                  help="Comma-separated embedders to measure side by side "
-                                  f"({', '.join(SCENE_EMBEDDERS)})."),
+    embedders: str = typer.Option(
+        ",".join(SCENE_EMBEDDERS),
+        callback=embedders_choice,
+        help=f"Comma-separated embedders to measure side by side ({', '.join(SCENE_EMBEDDERS)}).",
+    ),
     repeats: int = typer.Option(3, help="Timed passes over the held-out texts (median reported)."),
 ) -> None:
     """Register accuracy, macro-F1, confusion, Δ-code agreement and texts/s on the held-out split."""
@@ -219,13 +285,17 @@ def bench_decoder(
 @bench_app.command("lora")
 def bench_lora(
     as_json: bool = json_option(JSON_HELP),
-    prompts: int = typer.Option(16, help="Held-out prompts in the mixed batch (registers round-robin, every fifth "
-                                "row the base model)."),
+    prompts: int = typer.Option(
+        16, help="Held-out prompts in the mixed batch (registers round-robin, every fifth row the base model)."
+    ),
     new_tokens: int = typer.Option(40, help="New tokens per answer (greedy)."),
     repeats: int = typer.Option(3, help="Timed batches per kernel, taking turns (median reported)."),
-    kernels: str = typer.Option("peft,stacked", callback=kernels_choice,
-                                help=f"SCENESTREAM_LORA_KERNEL values to compare ({', '.join(LORA_KERNELS)}), "
-                                "comma-separated; the first is the reference for identical answers."),
+    kernels: str = typer.Option(
+        "peft,stacked",
+        callback=kernels_choice,
+        help=f"SCENESTREAM_LORA_KERNEL values to compare ({', '.join(LORA_KERNELS)}), "
+        "comma-separated; the first is the reference for identical answers.",
+    ),
 ) -> None:
     """One mixed-adapter batch on the real base model: PEFT adapter_names vs the stacked LoRA, tok/s and answers."""
     from scenestream.ops.bench_lora import run_lora_bench
@@ -260,9 +330,13 @@ def bench_gpu(
 def bench_quality(
     as_json: bool = json_option(JSON_HELP),
     per_register: int = typer.Option(40, help="Held-out prompts per register."),
-    register: Optional[List[str]] = typer.Option(
-        None, "--register", "-r", callback=register_choice,
-        help=f"Only this register, repeat for several (all by default): {REGISTER_HELP}."),
+    register: Optional[list[str]] = typer.Option(
+        None,
+        "--register",
+        "-r",
+        callback=register_choice,
+        help=f"Only this register, repeat for several (all by default): {REGISTER_HELP}.",
+    ),
 ) -> None:
     """Style fidelity of each adapter's answers (by the scene router) against the base model and the
     reference answers; SCENESTREAM_ADAPTERS_DIR measures adapters other than the shipped ones."""

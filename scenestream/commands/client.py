@@ -35,8 +35,10 @@ def answer_head(output: LoraOutput) -> str:
 
 def render(result: dict, answer: bool = True) -> str:
     """The human view of an ``ask`` result (``answer=False``: all but the answer's text, already streamed)."""
-    lines = [f"message {result['message_id']}  session {result['session_id']}  ({result['stack']} stack, "
-             f"{result['timings']['pipeline_ms']:.0f} ms through the pipeline)"]
+    lines = [
+        f"message {result['message_id']}  session {result['session_id']}  ({result['stack']} stack, "
+        f"{result['timings']['pipeline_ms']:.0f} ms through the pipeline)"
+    ]
     scene = result.get("scene")
     if scene is not None:
         registers = ", ".join(f"{r.name} {r.weight:.2f}" for r in scene.registers if r.weight >= 0.05)
@@ -51,8 +53,11 @@ def render(result: dict, answer: bool = True) -> str:
         ]
         if scene.stage == "resonated":
             echoes = ", ".join(f"{e.get('scene_id', '?')[:8]} ({e.get('score', 0):.2f})" for e in scene.echoes)
-            lines.append(f"resonance:   {scene.resonance:.2f}" + (f"  echoes: {echoes}" if echoes else "")
-                         + (f"  symbol {scene.symbol}" if scene.symbol else ""))
+            lines.append(
+                f"resonance:   {scene.resonance:.2f}"
+                + (f"  echoes: {echoes}" if echoes else "")
+                + (f"  symbol {scene.symbol}" if scene.symbol else "")
+            )
     output = result.get("output")
     if output is not None:
         first = output.timings_ms.get("first_token")
@@ -68,8 +73,10 @@ def render(result: dict, answer: bool = True) -> str:
 def ask(
     text: str = typer.Argument(..., help="The text to think about."),
     session: Optional[str] = typer.Option(None, "--session", "-s", help="Session id (keeps one conversation)."),
-    as_json: bool = json_option("Print one JSON document {message_id, session_id, stack, scene, output, timings} "
-                                "when the answer is complete (nothing streamed)."),
+    as_json: bool = json_option(
+        "Print one JSON document {message_id, session_id, stack, scene, output, timings} "
+        "when the answer is complete (nothing streamed)."
+    ),
     timeout: float = typer.Option(300.0, help="Seconds to wait for the answer."),
     register: Optional[str] = typer.Option(None, callback=register_choice, help=f"Force the adapter: {REGISTER_HELP}."),
 ) -> None:
@@ -87,8 +94,7 @@ def ask(
         sys.stdout.flush()
 
     try:
-        result = asyncio.run(ask_once(text, session, timeout, register=register,
-                                      on_piece=None if as_json else show))
+        result = asyncio.run(ask_once(text, session, timeout, register=register, on_piece=None if as_json else show))
     except Exception as exc:  # a clear message instead of a traceback
         if streamed:
             typer.echo("")
@@ -120,9 +126,13 @@ def raw_text_of(item: dict, lineno: int) -> RawText:
     text = item.get("text")
     if not isinstance(text, str):
         raise SchemaError(f"line {lineno}: no string field 'text'")
-    return RawText(message_id=str(item.get("message_id") or offline_message_id(text)),
-                   session_id=str(item.get("session_id") or "cli"), tenant=str(item.get("tenant") or "default"),
-                   text=text, source="cli")
+    return RawText(
+        message_id=str(item.get("message_id") or offline_message_id(text)),
+        session_id=str(item.get("session_id") or "cli"),
+        tenant=str(item.get("tenant") or "default"),
+        text=text,
+        source="cli",
+    )
 
 
 def _chunks(stream: IO[str], batch: int) -> Iterator[list[tuple[int, str]]]:

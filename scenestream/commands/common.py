@@ -31,8 +31,10 @@ def connected_settings() -> Settings:
 
     settings = reachable(get_settings())
     if settings is None:
-        fail("no broker: set SCENESTREAM_BROKER=kafka://host:port, or start `scenestream run` "
-             "(or `scenestream broker`) on this machine first")
+        fail(
+            "no broker: set SCENESTREAM_BROKER=kafka://host:port, or start `scenestream run` "
+            "(or `scenestream broker`) on this machine first"
+        )
     return settings
 
 

@@ -1,9 +1,9 @@
 """The decoder's model: prepare the base model, train an adapter, sample answers to train on.
 
-    scenestream setup [--json]
-    scenestream train --register poet [--qlora] [--json]
-    accelerate launch --config_file ops/accelerate_deepspeed.yaml -m scenestream.cli train --register body
-    scenestream sample-answers --register logician [--limit 3] [--json]
+scenestream setup [--json]
+scenestream train --register poet [--qlora] [--json]
+accelerate launch --config_file ops/accelerate_deepspeed.yaml -m scenestream.cli train --register body
+scenestream sample-answers --register logician [--limit 3] [--json]
 """
 
 from __future__ import annotations
@@ -46,9 +46,11 @@ def render_train(result: dict) -> object:
 def render_sampling(report: dict) -> str:
     """The human view of a sample-answers report."""
     refused = ", ".join(f"{why} {n}" for why, n in report["refused"].items() if n) or "none"
-    return (f"{report['register']} ({report['engine']}): kept {report['kept']} of {report['sampled']} answers "
-            f"sampled for {report['texts']} texts → {report['out']}\n"
-            f"refused: {refused}  (temperature {report['temperature']}, min weight {report['min_weight']})")
+    return (
+        f"{report['register']} ({report['engine']}): kept {report['kept']} of {report['sampled']} answers "
+        f"sampled for {report['texts']} texts → {report['out']}\n"
+        f"refused: {refused}  (temperature {report['temperature']}, min weight {report['min_weight']})"
+    )
 
 
 def setup(as_json: bool = json_option("Print one JSON document {base_model, prepared_now, terms}.")) -> None:
@@ -88,15 +90,27 @@ def train(
     resume: bool = typer.Option(False, help="Continue from OUT/.checkpoints/REGISTER."),
     save_every: int = typer.Option(50, help="Checkpoint every N steps."),
     limit: Optional[int] = typer.Option(None, help="Only the first N examples (a smoke run)."),
-    router_agreed: bool = typer.Option(False, help="Train only on the examples whose answer the scene router "
-                                       "assigns to REGISTER (the plainest voice of the register)."),
-    with_sampled: bool = typer.Option(False, help="Also train on data/decoder/sampled/REGISTER.jsonl "
-                                      "(answers sampled from the adapter and kept by the router; see sample-answers)."),
-    max_sampled: Optional[int] = typer.Option(None, help="With --with-sampled: only N sampled answers, the "
-                                              "router's surest, taken in turn from each topic and language."),
-    spread_sampled: bool = typer.Option(True, "--spread-sampled/--surest-sampled",
-                                        help="How --max-sampled chooses: spread over the texts' topics and "
-                                        "languages, or simply the N the router is surest of."),
+    router_agreed: bool = typer.Option(
+        False,
+        help="Train only on the examples whose answer the scene router "
+        "assigns to REGISTER (the plainest voice of the register).",
+    ),
+    with_sampled: bool = typer.Option(
+        False,
+        help="Also train on data/decoder/sampled/REGISTER.jsonl "
+        "(answers sampled from the adapter and kept by the router; see sample-answers).",
+    ),
+    max_sampled: Optional[int] = typer.Option(
+        None,
+        help="With --with-sampled: only N sampled answers, the "
+        "router's surest, taken in turn from each topic and language.",
+    ),
+    spread_sampled: bool = typer.Option(
+        True,
+        "--spread-sampled/--surest-sampled",
+        help="How --max-sampled chooses: spread over the texts' topics and "
+        "languages, or simply the N the router is surest of.",
+    ),
     out: Optional[Path] = typer.Option(None, help="Output folder (default: the shipped adapters folder)."),
     as_json: bool = json_option("Print one JSON document: the training result (also saved beside the adapter)."),
 ) -> None:
@@ -115,10 +129,22 @@ def train(
         base = base_model_path(s)
     except FileNotFoundError as exc:
         fail(str(exc))
-    cfg = TrainConfig(register=register, out=out or SHIPPED_ADAPTERS, epochs=epochs, batch_size=batch_size, lr=lr,
-                      rank=rank, qlora=qlora, resume=resume, save_every=save_every, limit=limit,
-                      router_agreed=router_agreed, sampled=sampled_path(register) if with_sampled else None,
-                      max_sampled=max_sampled, spread_sampled=spread_sampled)
+    cfg = TrainConfig(
+        register=register,
+        out=out or SHIPPED_ADAPTERS,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        rank=rank,
+        qlora=qlora,
+        resume=resume,
+        save_every=save_every,
+        limit=limit,
+        router_agreed=router_agreed,
+        sampled=sampled_path(register) if with_sampled else None,
+        max_sampled=max_sampled,
+        spread_sampled=spread_sampled,
+    )
     try:
         with progress_to_stderr():
             result = run_training(cfg, base)
@@ -136,8 +162,9 @@ def sample_answers(
     keep_per_text: int = typer.Option(1, min=1, help="At most this many kept per text (the router's most confident)."),
     temperature: float = typer.Option(0.8, help="Sampling temperature."),
     max_new_tokens: int = typer.Option(160, help="Longest answer; unfinished answers are refused."),
-    min_weight: float = typer.Option(0.5, min=0.0, max=1.0,
-                                     help="The router's weight for REGISTER an answer needs to be kept."),
+    min_weight: float = typer.Option(
+        0.5, min=0.0, max=1.0, help="The router's weight for REGISTER an answer needs to be kept."
+    ),
     limit: Optional[int] = typer.Option(None, help="Only the first N texts (a smoke run)."),
     out: Optional[Path] = typer.Option(None, help="Output file (default: data/decoder/sampled/REGISTER.jsonl)."),
     as_json: bool = json_option("Print one JSON document {register, engine, out, texts, sampled, kept, refused, …}."),
@@ -150,8 +177,14 @@ def sample_answers(
     from scenestream.training.sampling import SampleConfig, sampled_path, training_texts, write_rows
     from scenestream.training.sampling import sample_answers as run_sampling
 
-    cfg = SampleConfig(register=register, per_text=per_text, keep_per_text=keep_per_text, temperature=temperature,
-                       max_new_tokens=max_new_tokens, min_weight=min_weight)
+    cfg = SampleConfig(
+        register=register,
+        per_text=per_text,
+        keep_per_text=keep_per_text,
+        temperature=temperature,
+        max_new_tokens=max_new_tokens,
+        min_weight=min_weight,
+    )
     settings = get_settings().model_copy(update={"temperature": temperature, "max_new_tokens": max_new_tokens})
     texts = training_texts()[:limit]
     with progress_to_stderr():
@@ -167,8 +200,14 @@ def sample_answers(
                 fail(str(exc))
     path = out or sampled_path(register)
     write_rows(rows, path)
-    report = {"register": register, "engine": engine.name, "out": str(path), **counts,
-              "temperature": temperature, "min_weight": min_weight}
+    report = {
+        "register": register,
+        "engine": engine.name,
+        "out": str(path),
+        **counts,
+        "temperature": temperature,
+        "min_weight": min_weight,
+    }
     if as_json:
         print_json(report)
     else:

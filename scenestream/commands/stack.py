@@ -1,11 +1,11 @@
 """The stack: run its workers, its broker, feed it, watch it, declare its topics, show its settings.
 
-    scenestream run [--stages tokenizer,scene] [--stages decoder]   # workers until Ctrl-C
-    scenestream broker                                               # the embedded broker alone
-    scenestream ingest [TEXT] [--session S] [--json]                 # publish texts (stdin: lines or JSON lines)
-    scenestream tail TOPIC [-f] [--from-end]                         # a topic as JSON lines (a stream)
-    scenestream topics list|create [--json]
-    scenestream settings [--json]
+scenestream run [--stages tokenizer,scene] [--stages decoder]   # workers until Ctrl-C
+scenestream broker                                               # the embedded broker alone
+scenestream ingest [TEXT] [--session S] [--json]                 # publish texts (stdin: lines or JSON lines)
+scenestream tail TOPIC [-f] [--from-end]                         # a topic as JSON lines (a stream)
+scenestream topics list|create [--json]
+scenestream settings [--json]
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import json
 import signal
 import sys
 import time
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
@@ -71,10 +71,14 @@ def broker() -> None:
 
 
 def run(
-    stages: Optional[List[str]] = typer.Option(
-        None, "--stages", callback=stages_choice, metavar="STAGE[,STAGE…]",
+    stages: Optional[list[str]] = typer.Option(
+        None,
+        "--stages",
+        callback=stages_choice,
+        metavar="STAGE[,STAGE…]",
         help="Stages to run, comma-separated or the option repeated (default: all; the names of "
-        "scenestream/topology.py STAGE_NAMES). Workers running the same stage share its partitions."),
+        "scenestream/topology.py STAGE_NAMES). Workers running the same stage share its partitions.",
+    ),
 ) -> None:
     """Run stage workers until Ctrl-C (all stages in one worker by default); prints no result."""
     from scenestream.broker import broker_for, publish_address, withdraw_address
@@ -98,8 +102,9 @@ def run(
 
 
 def ingest(
-    text: Optional[str] = typer.Argument(None, help="One text; without it, lines from stdin "
-                                         "(plain text or JSON with text / session_id / tenant)."),
+    text: Optional[str] = typer.Argument(
+        None, help="One text; without it, lines from stdin (plain text or JSON with text / session_id / tenant)."
+    ),
     session: Optional[str] = typer.Option(None, "--session", "-s", help="Session id (default: one per text)."),
     tenant: str = typer.Option("default", help="Tenant of the texts."),
     as_json: bool = json_option("Print one JSON document {messages: [{message_id, session_id}], errors: [...]}."),
@@ -118,8 +123,14 @@ def ingest(
             except json.JSONDecodeError as exc:
                 errors.append({"line": lineno, "error": f"invalid JSON: {exc}", "text": line})
                 continue
-            records.append(raw_text(str(item.get("text", "")), item.get("session_id") or session,
-                                    item.get("tenant", tenant), source="ingest"))
+            records.append(
+                raw_text(
+                    str(item.get("text", "")),
+                    item.get("session_id") or session,
+                    item.get("tenant", tenant),
+                    source="ingest",
+                )
+            )
         else:
             records.append(raw_text(line, session, tenant, source="ingest"))
     asyncio.run(publish(s, records))
@@ -134,8 +145,9 @@ def ingest(
 
 
 def tail(
-    topic: str = typer.Argument(..., help="raw-text, tokens, scenes, lora-outputs, memory-events, "
-                                "or any of them + .dlq"),
+    topic: str = typer.Argument(
+        ..., help="raw-text, tokens, scenes, lora-outputs, memory-events, or any of them + .dlq"
+    ),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep waiting for new messages."),
     from_end: bool = typer.Option(False, "--from-end", help="Only messages that arrive from now on."),
     limit: int = typer.Option(0, help="Stop after this many messages (0: no limit)."),
@@ -174,18 +186,28 @@ def topics_list(as_json: bool = json_option()) -> None:
     from scenestream.topics import PIPELINE
 
     s = get_settings()
-    declared = [{"name": d.full_name(s), "key": d.key, "partitions": d.partitions or s.partitions,
-                 "compacted": d.compacted,
-                 "retention_hours": None if d.compacted else d.retention_hours or s.retention_hours,
-                 "schema": d.schema.__name__, "dlq": d.dlq_name(s) if d.has_dlq else None, "doc": d.doc}
-                for d in PIPELINE]
+    declared = [
+        {
+            "name": d.full_name(s),
+            "key": d.key,
+            "partitions": d.partitions or s.partitions,
+            "compacted": d.compacted,
+            "retention_hours": None if d.compacted else d.retention_hours or s.retention_hours,
+            "schema": d.schema.__name__,
+            "dlq": d.dlq_name(s) if d.has_dlq else None,
+            "doc": d.doc,
+        }
+        for d in PIPELINE
+    ]
     if as_json:
         print_json(declared)
         return
     for d in declared:
         kept = "compact" if d["compacted"] else f"retention={d['retention_hours']}h"
-        typer.echo(f"{d['name']:24} key={d['key']:10} partitions={d['partitions']:<3} {kept:16} "
-                   f"schema={d['schema']:12} dlq={d['dlq'] or '-'}  # {d['doc']}")
+        typer.echo(
+            f"{d['name']:24} key={d['key']:10} partitions={d['partitions']:<3} {kept:16} "
+            f"schema={d['schema']:12} dlq={d['dlq'] or '-'}  # {d['doc']}"
+        )
 
 
 @topics_app.command("create")
@@ -195,8 +217,10 @@ def topics_create(as_json: bool = json_option()) -> None:
 
     s = get_settings()
     if not s.broker:
-        fail("set SCENESTREAM_BROKER=kafka://host:port to create topics on a cluster "
-             "(the embedded broker creates its own)")
+        fail(
+            "set SCENESTREAM_BROKER=kafka://host:port to create topics on a cluster "
+            "(the embedded broker creates its own)"
+        )
     created = asyncio.run(create_topics(s))
     if as_json:
         print_json({"created": list(created)})

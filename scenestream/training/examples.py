@@ -35,8 +35,7 @@ def prompts_for(rows: list[dict], register: str, settings: Optional[Settings] = 
     from scenestream.offline import scenes_for
     from scenestream.schemas.records import RawText
 
-    scenes = scenes_for([RawText(message_id=row["id"], session_id="train", text=row["text"]) for row in rows],
-                        settings)
+    scenes = scenes_for([RawText(message_id=row["id"], session_id="train", text=row["text"]) for row in rows], settings)
     return [(build_prompt(scene, register), row["answer"]) for scene, row in zip(scenes, rows)]
 
 
@@ -45,8 +44,10 @@ def router_reading(texts: list[str], settings: Optional[Settings] = None) -> tup
     from scenestream.offline import scenes_for
     from scenestream.schemas.records import RawText
 
-    scenes = scenes_for([RawText(message_id=f"r{i}", session_id="router", text=t if t.strip() else "…")
-                         for i, t in enumerate(texts)], settings)
+    scenes = scenes_for(
+        [RawText(message_id=f"r{i}", session_id="router", text=t if t.strip() else "…") for i, t in enumerate(texts)],
+        settings,
+    )
     return [s.register for s in scenes], [{w.name: w.weight for w in s.registers} for s in scenes]
 
 
@@ -57,5 +58,3 @@ def router_agreed(rows: list[dict], register: str) -> list[dict]:
     to held-out texts that no training choice ever sees."""
     reads, _weights = router_reading([row["answer"] for row in rows])
     return [row for row, read in zip(rows, reads) if read == register]
-
-

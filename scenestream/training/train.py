@@ -91,10 +91,17 @@ def answer_loss(model, batch):
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep).logits
     wanted = targets[:, keep]
     if logits.shape[1] != wanted.shape[1]:
-        raise RuntimeError(f"the model returned logits for {logits.shape[1]} positions, not the {wanted.shape[1]} "
-                           "asked for with logits_to_keep (a causal LM of transformers ≥ 4.50 is needed)")
-    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), wanted.reshape(-1), ignore_index=-100,
-                           reduction="mean") if int((wanted != -100).sum()) else logits.sum() * 0.0
+        raise RuntimeError(
+            f"the model returned logits for {logits.shape[1]} positions, not the {wanted.shape[1]} "
+            "asked for with logits_to_keep (a causal LM of transformers ≥ 4.50 is needed)"
+        )
+    return (
+        F.cross_entropy(
+            logits.float().reshape(-1, logits.shape[-1]), wanted.reshape(-1), ignore_index=-100, reduction="mean"
+        )
+        if int((wanted != -100).sum())
+        else logits.sum() * 0.0
+    )
 
 
 def mean_loss(model, batches) -> float:
@@ -112,8 +119,9 @@ def mean_loss(model, batches) -> float:
     return total / max(1, count)
 
 
-def heldout_losses(base_model: Path, adapter: Path, register: str, batch_size: int = 8,
-                   max_len: int = 256, limit: Optional[int] = None) -> dict:
+def heldout_losses(
+    base_model: Path, adapter: Path, register: str, batch_size: int = 8, max_len: int = 256, limit: Optional[int] = None
+) -> dict:
     """The held-out (test split) answer loss of the adapter in ``adapter`` and of the base model without it,
     as training reports them at its end (bf16, as trained); for adapters already saved."""
     import torch
@@ -130,8 +138,11 @@ def heldout_losses(base_model: Path, adapter: Path, register: str, batch_size: i
     adapter_loss = mean_loss(model, batches)
     with model.disable_adapter():
         base_loss = mean_loss(model, batches)
-    return {"test_examples": len(test), "heldout_loss_adapter": round(adapter_loss, 4),
-            "heldout_loss_base": round(base_loss, 4)}
+    return {
+        "test_examples": len(test),
+        "heldout_loss_adapter": round(adapter_loss, 4),
+        "heldout_loss_base": round(base_loss, 4),
+    }
 
 
 def train(cfg: TrainConfig, base_model: Path, progress: bool = True) -> dict:
@@ -161,7 +172,8 @@ def train(cfg: TrainConfig, base_model: Path, progress: bool = True) -> dict:
         from transformers import BitsAndBytesConfig
 
         load_kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
+        )
     model = AutoModelForCausalLM.from_pretrained(base_model, **load_kwargs)
     if cfg.qlora:
         from peft import prepare_model_for_kbit_training
@@ -171,8 +183,12 @@ def train(cfg: TrainConfig, base_model: Path, progress: bool = True) -> dict:
     if cfg.resume and (checkpoint / "adapter_config.json").exists():
         model = PeftModel.from_pretrained(model, checkpoint, is_trainable=True)
     else:
-        model = get_peft_model(model, LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=0.05,
-                                                 target_modules=LORA_TARGETS, task_type="CAUSAL_LM"))
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=0.05, target_modules=LORA_TARGETS, task_type="CAUSAL_LM"
+            ),
+        )
     train_rows = load_examples(cfg.register, "train")[: cfg.limit]
     available = len(train_rows)
     if cfg.router_agreed:
@@ -181,16 +197,20 @@ def train(cfg: TrainConfig, base_model: Path, progress: bool = True) -> dict:
     test_rows = load_examples(cfg.register, "test")[: cfg.limit]
     train_data = encode_pairs(tokenizer, prompts_for(train_rows, cfg.register), cfg.max_len)
     test_data = encode_pairs(tokenizer, prompts_for(test_rows, cfg.register), cfg.max_len)
-    loader = torch.utils.data.DataLoader(train_data, batch_size=cfg.batch_size, shuffle=True,
-                                         collate_fn=lambda b: collate(b, pad_id))
-    test_loader = torch.utils.data.DataLoader(test_data, batch_size=cfg.batch_size,
-                                              collate_fn=lambda b: collate(b, pad_id))
+    loader = torch.utils.data.DataLoader(
+        train_data, batch_size=cfg.batch_size, shuffle=True, collate_fn=lambda b: collate(b, pad_id)
+    )
+    test_loader = torch.utils.data.DataLoader(
+        test_data, batch_size=cfg.batch_size, collate_fn=lambda b: collate(b, pad_id)
+    )
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.0)
     total_steps = max(1, math.ceil(len(loader) * cfg.epochs))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / 10) * max(0.05, 1 - step / total_steps))
-    model, optimizer, loader, test_loader, scheduler = accelerator.prepare(model, optimizer, loader, test_loader,
-                                                                           scheduler)
+        optimizer, lambda step: min(1.0, (step + 1) / 10) * max(0.05, 1 - step / total_steps)
+    )
+    model, optimizer, loader, test_loader, scheduler = accelerator.prepare(
+        model, optimizer, loader, test_loader, scheduler
+    )
     step = 0
     state_file = checkpoint / "trainer.pt"
     if cfg.resume and state_file.exists():
@@ -202,14 +222,20 @@ def train(cfg: TrainConfig, base_model: Path, progress: bool = True) -> dict:
     def save_checkpoint() -> None:
         if accelerator.is_main_process:
             accelerator.unwrap_model(model).save_pretrained(checkpoint)
-            torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step},
-                       state_file)
+            torch.save(
+                {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step}, state_file
+            )
 
     model.train()
     losses: list[float] = []
-    with Progress(TextColumn(f"train {cfg.register}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn(),
-                  disable=not (progress and accelerator.is_main_process)) as bar:
+    with Progress(
+        TextColumn(f"train {cfg.register}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.3f}"),
+        TimeRemainingColumn(),
+        disable=not (progress and accelerator.is_main_process),
+    ) as bar:
         task = bar.add_task("train", total=total_steps, completed=step, loss=float("nan"))
         while step < total_steps:
             for batch in loader:
@@ -226,21 +252,31 @@ def train(cfg: TrainConfig, base_model: Path, progress: bool = True) -> dict:
                 if step % cfg.save_every == 0:
                     save_checkpoint()
                     if progress and accelerator.is_main_process and not bar.console.is_terminal:
-                        bar.console.print(f"train {cfg.register}: step {step}/{total_steps}, "
-                                          f"loss {sum(losses[-10:]) / len(losses[-10:]):.3f}, checkpoint saved")
+                        bar.console.print(
+                            f"train {cfg.register}: step {step}/{total_steps}, "
+                            f"loss {sum(losses[-10:]) / len(losses[-10:]):.3f}, checkpoint saved"
+                        )
     save_checkpoint()
     adapter_loss = mean_loss(model, test_loader)
     unwrapped = accelerator.unwrap_model(model)
     with unwrapped.disable_adapter():
         base_loss = mean_loss(model, test_loader)
-    result = {"register": cfg.register, "steps": step, "epochs": cfg.epochs, "lr": cfg.lr,
-              "router_agreed": cfg.router_agreed, "train_examples_available": available,
-              "sampled_examples": len(sampled_rows), "sampled_from": cfg.sampled.name if cfg.sampled else None,
-              "sampled_spread": cfg.spread_sampled if cfg.max_sampled is not None else None,
-              "train_examples": len(train_data),
-              "test_examples": len(test_data), "heldout_loss_adapter": round(adapter_loss, 4),
-              "heldout_loss_base": round(base_loss, 4), "final_train_loss": round(sum(losses[-10:]) /
-                                                                                  max(1, len(losses[-10:])), 4)}
+    result = {
+        "register": cfg.register,
+        "steps": step,
+        "epochs": cfg.epochs,
+        "lr": cfg.lr,
+        "router_agreed": cfg.router_agreed,
+        "train_examples_available": available,
+        "sampled_examples": len(sampled_rows),
+        "sampled_from": cfg.sampled.name if cfg.sampled else None,
+        "sampled_spread": cfg.spread_sampled if cfg.max_sampled is not None else None,
+        "train_examples": len(train_data),
+        "test_examples": len(test_data),
+        "heldout_loss_adapter": round(adapter_loss, 4),
+        "heldout_loss_base": round(base_loss, 4),
+        "final_train_loss": round(sum(losses[-10:]) / max(1, len(losses[-10:])), 4),
+    }
     if accelerator.is_main_process:
         final = cfg.out / cfg.register
         unwrapped = unwrapped.to(torch.bfloat16)

@@ -4,12 +4,12 @@ import asyncio
 
 import pytest
 
-from scenestream.training.provision import provision
 from scenestream.client import Watcher, publish, raw_text
 from scenestream.runtime import running_worker, select_stages
 from scenestream.schemas import LoraOutput, Scene
 from scenestream.settings import Settings
 from scenestream.topics import LORA_OUTPUTS, RAW_TEXT, SCENES, TOKENS
+from scenestream.training.provision import provision
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +24,12 @@ def test_ask_path_through_the_broker(settings_factory, base_model):
     async def go():
         async with running_worker(s, select_stages(None, s)):
             watched = {SCENES.full_name(s): Scene, LORA_OUTPUTS.full_name(s): LoraOutput}
-            watcher = Watcher(s, watched, [d.dlq_name(s) for d in (RAW_TEXT, TOKENS, SCENES)],
-                              on_partial=lambda piece: partials.setdefault(piece.message_id, []).append(piece))
+            watcher = Watcher(
+                s,
+                watched,
+                [d.dlq_name(s) for d in (RAW_TEXT, TOKENS, SCENES)],
+                on_partial=lambda piece: partials.setdefault(piece.message_id, []).append(piece),
+            )
             await watcher.start()
             records = [raw_text(t, session_id="dec-1").model_copy(update={"force_register": r}) for t, r in texts]
             await publish(s, records)
@@ -75,8 +79,9 @@ def test_the_provisioned_tokenizer_reads_words_and_the_adapter_knows_them(base_m
 
     rows = load_examples("logician", "test")[:8]
     batch = collate(encode_pairs(tokenizer, prompts_for(rows, "logician"), 256), tokenizer.pad_token_id)
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.bfloat16),
-                                      SHIPPED_ADAPTERS / "logician").eval()
+    model = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.bfloat16), SHIPPED_ADAPTERS / "logician"
+    ).eval()
     recorded = json.loads((SHIPPED_ADAPTERS / "logician" / "scenestream-train.json").read_text())
     assert mean_loss(model, [batch]) < recorded["heldout_loss_base"]  # 40 rows there, 8 here
     with model.disable_adapter():

@@ -4,13 +4,13 @@ import asyncio
 
 import pytest
 
-from scenestream.training.provision import provision
 from scenestream.audit import history, replay, trace
 from scenestream.client import Watcher, publish, raw_text
 from scenestream.runtime import running_worker, select_stages
 from scenestream.schemas import LoraOutput, MemoryEvent, Scene
 from scenestream.settings import Settings
 from scenestream.topics import LORA_OUTPUTS, MEMORY_EVENTS, RAW_TEXT, SCENES, TOKENS
+from scenestream.training.provision import provision
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +24,11 @@ def linked(event: MemoryEvent) -> bool:
 
 async def ask_all(s, items):
     """Publish (text, session) one after the other; the answer of each before the next is sent."""
-    watched = {SCENES.full_name(s): Scene, LORA_OUTPUTS.full_name(s): LoraOutput,
-               MEMORY_EVENTS.full_name(s): MemoryEvent}
+    watched = {
+        SCENES.full_name(s): Scene,
+        LORA_OUTPUTS.full_name(s): LoraOutput,
+        MEMORY_EVENTS.full_name(s): MemoryEvent,
+    }
     watcher = Watcher(s, watched, [d.dlq_name(s) for d in (RAW_TEXT, TOKENS, SCENES, LORA_OUTPUTS)])
     await watcher.start()
     results = []
@@ -34,8 +37,9 @@ async def ask_all(s, items):
             record = raw_text(text, session_id=session)
             await publish(s, [record])
             # the answer, and the memory stage linking it to its scene
-            got = await watcher.wait(record.message_id, {LORA_OUTPUTS.full_name(s): None,
-                                                         MEMORY_EVENTS.full_name(s): linked}, timeout=240)
+            got = await watcher.wait(
+                record.message_id, {LORA_OUTPUTS.full_name(s): None, MEMORY_EVENTS.full_name(s): linked}, timeout=240
+            )
             results.append(got)
     finally:
         await watcher.stop()
@@ -44,9 +48,11 @@ async def ask_all(s, items):
 
 def test_resonance_in_a_session_never_across_then_trace_replay_and_restart(settings_factory, base_model):
     s = settings_factory(engine="transformers", max_new_tokens=16)
-    items = [("Почему я не чувствую шаг в себе?", "A"),
-             ("Почему я не чувствую шаг в себе?", "B"),
-             ("Я не чувствую своих шагов внутри, почему?", "A")]
+    items = [
+        ("Почему я не чувствую шаг в себе?", "A"),
+        ("Почему я не чувствую шаг в себе?", "B"),
+        ("Я не чувствую своих шагов внутри, почему?", "A"),
+    ]
 
     async def run_stack():
         async with running_worker(s, select_stages(None, s)):
@@ -68,7 +74,8 @@ def test_resonance_in_a_session_never_across_then_trace_replay_and_restart(setti
     links = [e["record"] for e in got["topics"][MEMORY_EVENTS.full_name(s)] if e["record"].event == "linked"]
     assert len(links) == 1  # memory links the final answer only
     assert {"tokenize", "embed", "first_token"} <= set(got["timings_ms"]) | {
-        k.split(".", 1)[-1] for k in got["timings_ms"]}
+        k.split(".", 1)[-1] for k in got["timings_ms"]
+    }
 
     # the archive survives a restart of the stack (it is on disk under the data directory)
     rows = history("A", s)

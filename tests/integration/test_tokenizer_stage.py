@@ -68,8 +68,14 @@ def test_bad_input_goes_to_the_dlq_and_the_stage_goes_on(settings_factory):
         "undecodable": b"\xc1\xc1\x00 definitely not a record",
         "schema": msgpack.packb({"session_id": "s", "text": "no message id"}),
     }
-    expected_types = {"empty_text": "empty_text", "whitespace": "empty_text", "too_long": "too_long",
-                      "invalid_utf8": "invalid_utf8", "undecodable": "undecodable", "schema": "schema"}
+    expected_types = {
+        "empty_text": "empty_text",
+        "whitespace": "empty_text",
+        "too_long": "too_long",
+        "invalid_utf8": "invalid_utf8",
+        "undecodable": "undecodable",
+        "schema": "schema",
+    }
 
     async def go():
         async with running_worker(s, select_stages(["tokenizer"])):
@@ -92,7 +98,8 @@ def test_bad_input_goes_to_the_dlq_and_the_stage_goes_on(settings_factory):
 
 def test_tokens_become_scenes_through_the_broker(settings_factory):
     from scenestream.schemas import Scene
-    from scenestream.topics import SCENES, TOKENS as TOKENS_TOPIC
+    from scenestream.topics import SCENES
+    from scenestream.topics import TOKENS as TOKENS_TOPIC
 
     s = settings_factory()
     texts = ["Почему я не чувствую шаг в себе?", "If x > 3 and y = 2x, is y > 6?", "Тихий дождь шепчет по крыше"]
@@ -154,8 +161,11 @@ def test_when_not_even_a_truncated_dead_letter_can_be_sent_the_worker_stops_loud
                 if runners[0].stopped is not None:
                     break
                 await asyncio.sleep(0.1)
-            return runners[0].stopped, await _collect_all(s, RAW_TEXT.dlq_name(s)), \
-                await _collect_all(s, TOKENS.full_name(s))
+            return (
+                runners[0].stopped,
+                await _collect_all(s, RAW_TEXT.dlq_name(s)),
+                await _collect_all(s, TOKENS.full_name(s)),
+            )
 
     stopped, letters, tokens = asyncio.run(go())
     assert stopped is not None and "even truncated" in str(stopped)

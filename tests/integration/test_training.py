@@ -7,9 +7,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from scenestream.training.provision import provision
 from scenestream.schemas.records import REGISTERS
 from scenestream.settings import Settings
+from scenestream.training.provision import provision
 
 pytestmark = pytest.mark.integration
 
@@ -26,11 +26,28 @@ def test_sample_answers_writes_only_kept_train_rows(base_model, tmp_path, monkey
     monkeypatch.setenv("SCENESTREAM_ENGINE", "transformers")
     get_settings.cache_clear()
     out = tmp_path / "logician.jsonl"
-    result = CliRunner().invoke(app, ["sample-answers", "--register", "logician", "--limit", "3", "--per-text", "1",
-                                      "--max-new-tokens", "40", "--min-weight", "0", "--out", str(out)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "sample-answers",
+            "--json",
+            "--register",
+            "logician",
+            "--limit",
+            "3",
+            "--per-text",
+            "1",
+            "--max-new-tokens",
+            "40",
+            "--min-weight",
+            "0",
+            "--out",
+            str(out),
+        ],
+    )
     get_settings.cache_clear()
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output.strip().splitlines()[-1])
+    report = json.loads(result.stdout)
     assert report["engine"] == "transformers" and report["texts"] == 3 and report["sampled"] == 3
     assert report["kept"] + sum(report["refused"].values()) == 3
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
@@ -44,11 +61,14 @@ def test_a_short_training_run_with_sampled_rows_and_its_heldout_loss(base_model,
     from scenestream.training.train import TrainConfig, heldout_losses, train
 
     sampled = tmp_path / "sampled.jsonl"
-    rows = [{**row, "id": f"logician-sampled-{i + 1:04d}", "source": "sampled"}
-            for i, row in enumerate(load_examples("logician", "train")[10:12])]
+    rows = [
+        {**row, "id": f"logician-sampled-{i + 1:04d}", "source": "sampled"}
+        for i, row in enumerate(load_examples("logician", "train")[10:12])
+    ]
     sampled.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    cfg = TrainConfig(register="logician", out=tmp_path / "adapters", epochs=1, batch_size=4, limit=2,
-                      sampled=sampled, save_every=1)
+    cfg = TrainConfig(
+        register="logician", out=tmp_path / "adapters", epochs=1, batch_size=4, limit=2, sampled=sampled, save_every=1
+    )
     result = train(cfg, base_model, progress=False)
     assert result["steps"] == 1 and result["sampled_examples"] == 2 and result["train_examples"] == 4
     saved = tmp_path / "adapters" / "logician"
@@ -64,7 +84,9 @@ def test_sampled_rows_of_another_register_are_refused(base_model, tmp_path):
     from scenestream.training.train import TrainConfig, train
 
     sampled = tmp_path / "sampled.jsonl"
-    sampled.write_text(json.dumps({"id": "poet-sampled-0001", "text": "x", "lang": "en", "answer": "y",
-                                   "split": "train"}) + "\n", encoding="utf-8")
+    sampled.write_text(
+        json.dumps({"id": "poet-sampled-0001", "text": "x", "lang": "en", "answer": "y", "split": "train"}) + "\n",
+        encoding="utf-8",
+    )
     with pytest.raises(ValueError, match="not sampled logician train rows"):
         train(TrainConfig(register="logician", out=tmp_path, limit=2, sampled=sampled), base_model, progress=False)

@@ -18,8 +18,14 @@ CLI = [sys.executable, "-m", "scenestream"]
 
 def env_for(settings, **extra):
     env = dict(os.environ)
-    env.update({"SCENESTREAM_BROKER": settings.broker, "SCENESTREAM_TOPIC_PREFIX": settings.topic_prefix,
-                "SCENESTREAM_APP_ID": settings.app_id, "SCENESTREAM_DATA_DIR": str(settings.data_dir)})
+    env.update(
+        {
+            "SCENESTREAM_BROKER": settings.broker,
+            "SCENESTREAM_TOPIC_PREFIX": settings.topic_prefix,
+            "SCENESTREAM_APP_ID": settings.app_id,
+            "SCENESTREAM_DATA_DIR": str(settings.data_dir),
+        }
+    )
     env.update(extra)
     return env
 
@@ -41,8 +47,14 @@ def test_two_workers_of_one_stage_share_its_partitions(settings_factory, workers
     s = settings_factory(partitions=4)
     asyncio.run(create_topics(s))
     for _ in range(2):
-        workers.append(subprocess.Popen(CLI + ["run", "--stages", "tokenizer"], env=env_for(s),
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        workers.append(
+            subprocess.Popen(
+                CLI + ["run", "--stages", "tokenizer"],
+                env=env_for(s),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+        )
     n = 200
     records = [raw_text(f"message number {i} about the quiet sea", session_id=f"session-{i % 40}") for i in range(n)]
 
@@ -75,26 +87,38 @@ def test_run_then_ingest_and_tail_from_the_command_line(settings_factory, worker
     env = env_for(s, SCENESTREAM_ENGINE="transformers", SCENESTREAM_MAX_NEW_TOKENS="8")
     workers.append(subprocess.Popen(CLI + ["run"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
     time.sleep(15)  # the decoder loads its model before the worker joins
-    out = subprocess.run(CLI + ["ingest", "--session", "cli-1"], input="тишина и дрожь\n\n{\"text\": \"the sea\"}\n",
-                         env=env, capture_output=True, text=True, timeout=60, check=True)
-    ids = [json.loads(line)["message_id"] for line in out.stdout.splitlines()]
+    out = subprocess.run(
+        CLI + ["ingest", "--json", "--session", "cli-1"],
+        input='тишина и дрожь\n\n{"text": "the sea"}\n',
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    ids = [message["message_id"] for message in json.loads(out.stdout)["messages"]]
     assert len(ids) == 3
     deadline = time.monotonic() + 30
     seen = {}
     while time.monotonic() < deadline and len(seen) < 2:
-        tail = subprocess.run(CLI + ["tail", "tokens"], env=env, capture_output=True, text=True, timeout=60,
-                              check=True)
+        tail = subprocess.run(CLI + ["tail", "tokens"], env=env, capture_output=True, text=True, timeout=60, check=True)
         seen = {json.loads(line)["value"]["message_id"]: json.loads(line)["value"] for line in tail.stdout.splitlines()}
     assert set(seen) == {ids[0], ids[2]}
     assert [h["text"] for h in seen[ids[0]]["hypertokens"]][:2] and seen[ids[2]]["lang"] == "en"
-    dlq = subprocess.run(CLI + ["tail", "raw-text.dlq"], env=env, capture_output=True, text=True, timeout=60,
-                         check=True)
+    dlq = subprocess.run(
+        CLI + ["tail", "raw-text.dlq"], env=env, capture_output=True, text=True, timeout=60, check=True
+    )
     letters = [json.loads(line) for line in dlq.stdout.splitlines()]
-    assert [l["value"]["error_type"] for l in letters] == ["empty_text"]
+    assert [letter["value"]["error_type"] for letter in letters] == ["empty_text"]
     assert letters[0]["value"]["message_id"] == ids[1]
     # ask goes through the stack that is already up instead of starting one
-    asked = subprocess.run(CLI + ["ask", "--json", "--session", "cli-1", "тишина и дрожь снова"], env=env,
-                           capture_output=True, text=True, timeout=180)
+    asked = subprocess.run(
+        CLI + ["ask", "--json", "--session", "cli-1", "тишина и дрожь снова"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert asked.returncode == 0, asked.stderr[-2000:]
     result = json.loads(asked.stdout)
     assert result["stack"] == "cluster" and result["output"]["scene_id"] == result["scene"]["scene_id"]
@@ -102,15 +126,20 @@ def test_run_then_ingest_and_tail_from_the_command_line(settings_factory, worker
 
 
 def test_ask_starts_the_embedded_stack_when_none_runs(tmp_path):
-    from scenestream.training.provision import provision
     from scenestream.settings import Settings
+    from scenestream.training.provision import provision
 
     provision(Settings(), progress=False)
     env = dict(os.environ, SCENESTREAM_ENGINE="transformers", SCENESTREAM_MAX_NEW_TOKENS="16")
     env.pop("SCENESTREAM_BROKER", None)
     env["SCENESTREAM_DATA_DIR"] = str(tmp_path)
-    out = subprocess.run(CLI + ["ask", "--json", "Почему я не чувствую шаг в себе?"], env=env, capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        CLI + ["ask", "--json", "Почему я не чувствую шаг в себе?"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["stack"] == "embedded"

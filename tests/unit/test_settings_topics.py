@@ -30,10 +30,19 @@ def test_bad_broker_address_is_a_clear_error(bad):
 
 
 def test_sasl_settings_pass_through():
-    s = Settings(broker="kafka://h:1", security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-256",
-                 sasl_username="u", sasl_password="p")
-    assert s.kafka_auth() == {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-256",
-                              "sasl_plain_username": "u", "sasl_plain_password": "p"}
+    s = Settings(
+        broker="kafka://h:1",
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="SCRAM-SHA-256",
+        sasl_username="u",
+        sasl_password="p",
+    )
+    assert s.kafka_auth() == {
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "SCRAM-SHA-256",
+        "sasl_plain_username": "u",
+        "sasl_plain_password": "p",
+    }
 
 
 def test_every_setting_is_described_and_the_password_hidden(monkeypatch):
@@ -54,8 +63,13 @@ def test_topics_and_dlqs():
 
 def test_every_package_directory_is_installed():
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    mapping = {"agents": "scenestream.agents", "schemas": "scenestream.schemas", "topics": "scenestream.topics",
-               "ops": "scenestream.ops", "scenestream": "scenestream"}
+    mapping = {
+        "agents": "scenestream.agents",
+        "schemas": "scenestream.schemas",
+        "topics": "scenestream.topics",
+        "ops": "scenestream.ops",
+        "scenestream": "scenestream",
+    }
     found = set()
     for top, package in mapping.items():
         for init in (ROOT / top).rglob("__init__.py"):

@@ -45,11 +45,14 @@ def test_the_only_loop_is_the_memory_stage_writing_resonated_scenes_back():
 
 
 def test_the_cycle_finder_sees_a_longer_loop():
-    from scenestream.topology import Route
     from scenestream.topics import LORA_OUTPUTS, SCENES, TOKENS
+    from scenestream.topology import Route
 
-    routes = [Route("a", "a", TOKENS, (SCENES,)), Route("b", "b", SCENES, (LORA_OUTPUTS,)),
-              Route("c", "c", LORA_OUTPUTS, (TOKENS,))]
+    routes = [
+        Route("a", "a", TOKENS, (SCENES,)),
+        Route("b", "b", SCENES, (LORA_OUTPUTS,)),
+        Route("c", "c", LORA_OUTPUTS, (TOKENS,)),
+    ]
     assert topic_cycles(routes) == [["lora-outputs", "tokens", "scenes"]]
 
 

@@ -13,11 +13,32 @@ from typer.testing import CliRunner
 from scenestream.cli import app
 from scenestream.schemas.records import DeadLetter, LoraOutput
 
-ROW = {"scene_id": "sc1", "message_id": "m1", "session_id": "s", "ts_ms": 1700000000000, "delta_code": "Δ7",
-       "register": "poet", "resonance": 0.42, "text": "тишина и дрожь", "linkage": "a·b·c", "answer": "Тишина.",
-       "answer_adapter": "poet", "answer_register": "poet"}
-NEW = LoraOutput(message_id="m1", session_id="s", scene_id="sc1", text="Новая тишина.", register="poet",
-                 adapter="poet", engine="transformers", model="m", delta_code="Δ7", replay_of="m1")
+ROW = {
+    "scene_id": "sc1",
+    "message_id": "m1",
+    "session_id": "s",
+    "ts_ms": 1700000000000,
+    "delta_code": "Δ7",
+    "register": "poet",
+    "resonance": 0.42,
+    "text": "тишина и дрожь",
+    "linkage": "a·b·c",
+    "answer": "Тишина.",
+    "answer_adapter": "poet",
+    "answer_register": "poet",
+}
+NEW = LoraOutput(
+    message_id="m1",
+    session_id="s",
+    scene_id="sc1",
+    text="Новая тишина.",
+    register="poet",
+    adapter="poet",
+    engine="transformers",
+    model="m",
+    delta_code="Δ7",
+    replay_of="m1",
+)
 
 
 @pytest.fixture
@@ -25,16 +46,36 @@ def archive(monkeypatch):
     module = types.ModuleType("scenestream.audit")
 
     def trace(message_id, settings, broker):
-        letter = DeadLetter(message_id=message_id, key=b"s", value=b"\xff", stage="tokenizer", reason="empty",
-                            error_type="empty_text", topic="raw-text", partition=0, offset=3)
-        return {"message_id": message_id, "archive": ROW, "timings_ms": {"scene": 1.5},
-                "topics": {"raw-text.dlq": [{"offset": 3, "partition": 0, "timestamp_ms": 1, "record": letter}]}}
+        letter = DeadLetter(
+            message_id=message_id,
+            key=b"s",
+            value=b"\xff",
+            stage="tokenizer",
+            reason="empty",
+            error_type="empty_text",
+            topic="raw-text",
+            partition=0,
+            offset=3,
+        )
+        return {
+            "message_id": message_id,
+            "archive": ROW,
+            "timings_ms": {"scene": 1.5},
+            "topics": {"raw-text.dlq": [{"offset": 3, "partition": 0, "timestamp_ms": 1, "record": letter}]},
+        }
 
     module.trace = trace
     module.history = lambda session, settings, since: [ROW] if session == "s" else []
     module.replay = lambda session, settings, register, engine, since: [
-        {"scene_id": "sc1", "message_id": "m1", "ts_ms": ROW["ts_ms"], "text": ROW["text"],
-         "old": {"register": "poet", "text": "Тишина."}, "new": NEW}]
+        {
+            "scene_id": "sc1",
+            "message_id": "m1",
+            "ts_ms": ROW["ts_ms"],
+            "text": ROW["text"],
+            "old": {"register": "poet", "text": "Тишина."},
+            "new": NEW,
+        }
+    ]
     monkeypatch.setitem(sys.modules, "scenestream.audit", module)
 
 
@@ -55,8 +96,9 @@ def test_history_json_is_one_array(archive):
 
 
 def test_replay_json_is_one_array(archive):
-    result = CliRunner().invoke(app, ["replay", "--session", "s", "--register", "poet", "--engine", "transformers",
-                                      "--json"])
+    result = CliRunner().invoke(
+        app, ["replay", "--session", "s", "--register", "poet", "--engine", "transformers", "--json"]
+    )
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
     assert len(rows) == 1 and rows[0]["new"]["text"] == "Новая тишина." and rows[0]["new"]["replay_of"] == "m1"

@@ -29,10 +29,31 @@ PATHS = command_paths()
 
 def test_every_command_of_the_issue_is_there():
     names = {" ".join(path) for path in PATHS}
-    assert names >= {"run", "broker", "ingest", "tail", "topics list", "topics create", "settings", "ask", "scene",
-                     "trace", "history", "replay", "setup", "train", "sample-answers", "bench transport",
-                     "bench scene", "bench decoder", "bench quality", "bench memory", "bench e2e", "bench lora",
-                     "bench gpu"}
+    assert names >= {
+        "run",
+        "broker",
+        "ingest",
+        "tail",
+        "topics list",
+        "topics create",
+        "settings",
+        "ask",
+        "scene",
+        "trace",
+        "history",
+        "replay",
+        "setup",
+        "train",
+        "sample-answers",
+        "bench transport",
+        "bench scene",
+        "bench decoder",
+        "bench quality",
+        "bench memory",
+        "bench e2e",
+        "bench lora",
+        "bench gpu",
+    }
 
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: " ".join(p) or "scenestream")
@@ -44,10 +65,12 @@ def test_help(path):
 
 def test_import_and_help_stay_light():
     """`scenestream --help` (every command's) must not import the engines, the stream processor or Kafka."""
-    code = ("import sys\nfrom typer.testing import CliRunner\nfrom scenestream.cli import app\n"
-            f"for path in {[list(p) for p in PATHS]!r}:\n"
-            "    assert CliRunner().invoke(app, [*path, '--help']).exit_code == 0, path\n"
-            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    code = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom scenestream.cli import app\n"
+        f"for path in {[list(p) for p in PATHS]!r}:\n"
+        "    assert CliRunner().invoke(app, [*path, '--help']).exit_code == 0, path\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
@@ -63,16 +86,19 @@ def refusing_module(name: str) -> types.ModuleType:
     return Refusing(name)
 
 
-@pytest.mark.parametrize("args, work", [
-    (["ask", "--register", "poetess", "text"], "scenestream.ask"),
-    (["train", "--register", "Poet"], "scenestream.training.train"),
-    (["sample-answers", "--register", "bard"], "scenestream.training.sampling"),
-    (["replay", "--session", "s", "--register", "logic"], "scenestream.audit"),
-    (["bench", "quality", "--register", "poet", "-r", "nobody"], "scenestream.ops.bench_decoder"),
-    (["replay", "--session", "s", "--engine", "llama"], "scenestream.audit"),
-    (["run", "--stages", "tokenizer,dreamer"], "scenestream.runtime"),
-    (["run", "--stages", "tokenizer", "--stages", "dreamer"], "scenestream.runtime"),
-])
+@pytest.mark.parametrize(
+    "args, work",
+    [
+        (["ask", "--register", "poetess", "text"], "scenestream.ask"),
+        (["train", "--register", "Poet"], "scenestream.training.train"),
+        (["sample-answers", "--register", "bard"], "scenestream.training.sampling"),
+        (["replay", "--session", "s", "--register", "logic"], "scenestream.audit"),
+        (["bench", "quality", "--register", "poet", "-r", "nobody"], "scenestream.ops.bench_decoder"),
+        (["replay", "--session", "s", "--engine", "llama"], "scenestream.audit"),
+        (["run", "--stages", "tokenizer,dreamer"], "scenestream.runtime"),
+        (["run", "--stages", "tokenizer", "--stages", "dreamer"], "scenestream.runtime"),
+    ],
+)
 def test_a_wrong_choice_exits_2_before_any_work(monkeypatch, args, work):
     monkeypatch.setitem(sys.modules, work, refusing_module(work))
     result = CliRunner().invoke(app, args)

@@ -38,8 +38,13 @@ def test_same_text_same_scene_id():
 
 
 def test_command_prints_a_full_scene():
-    out = subprocess.run([sys.executable, "-m", "scenestream", "scene", "Почему я не чувствую шаг в себе?"],
-                         capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "scenestream", "scene", "Почему я не чувствую шаг в себе?"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     scene = json.loads(out.stdout)
     for key in ("scene_id", "hypertokens", "linkage", "delta_code", "field", "registers", "register", "lang", "stage"):
         assert key in scene
@@ -47,8 +52,9 @@ def test_command_prints_a_full_scene():
 
 
 def test_command_refuses_empty_text_clearly():
-    out = subprocess.run([sys.executable, "-m", "scenestream", "scene", "  "], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "scenestream", "scene", "  "], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 2 and "empty" in out.stderr and "Traceback" not in out.stderr
 
 
@@ -85,8 +91,17 @@ def fake_ask(monkeypatch, pieces):
     from scenestream.schemas.records import LoraOutput
 
     scene = one_scene("тишина и дрожь", Settings())
-    answer = dict(message_id=scene.message_id, session_id="s", scene_id=scene.scene_id, register="poet",
-                  adapter="poet", engine="transformers", model="m", delta_code=scene.delta_code, symbol="~")
+    answer = dict(
+        message_id=scene.message_id,
+        session_id="s",
+        scene_id=scene.scene_id,
+        register="poet",
+        adapter="poet",
+        engine="transformers",
+        model="m",
+        delta_code=scene.delta_code,
+        symbol="~",
+    )
 
     async def ask_once(text, session, timeout, register=None, on_piece=None):
         assert register == "poet"
@@ -94,8 +109,14 @@ def fake_ask(monkeypatch, pieces):
             if on_piece:
                 on_piece(LoraOutput(**answer, text=piece, final=False, seq=seq))
         output = LoraOutput(**answer, text="".join(pieces), completion_tokens=7, timings_ms={"first_token": 40.0})
-        return {"message_id": scene.message_id, "session_id": "s", "stack": "embedded", "scene": scene,
-                "output": output, "timings": {"startup_ms": 1.0, "pipeline_ms": 90.0}}
+        return {
+            "message_id": scene.message_id,
+            "session_id": "s",
+            "stack": "embedded",
+            "scene": scene,
+            "output": output,
+            "timings": {"startup_ms": 1.0, "pipeline_ms": 90.0},
+        }
 
     module = types.ModuleType("scenestream.ask")
     module.ask_once = ask_once
@@ -123,6 +144,7 @@ def test_ask_json_is_one_document_and_human_streams_the_answer(monkeypatch):
 def test_render_without_an_answer():
     from scenestream.commands.client import render
 
-    text = render({"message_id": "m", "session_id": "s", "stack": "running", "scene": None,
-                   "timings": {"pipeline_ms": 12.0}})
+    text = render(
+        {"message_id": "m", "session_id": "s", "stack": "running", "scene": None, "timings": {"pipeline_ms": 12.0}}
+    )
     assert text == "message m  session s  (running stack, 12 ms through the pipeline)"

@@ -26,16 +26,36 @@ def test_setup_with_a_base_model_of_ones_own(monkeypatch, tmp_path):
 
 
 def test_train_and_sampling_renderings():
-    result = {"register": "logician", "steps": 86, "epochs": 2.0, "lr": 3e-4, "router_agreed": True,
-              "train_examples_available": 340, "sampled_examples": 400, "sampled_from": "logician.jsonl",
-              "sampled_spread": True, "train_examples": 620, "test_examples": 40, "heldout_loss_adapter": 3.0812,
-              "heldout_loss_base": 3.2633, "final_train_loss": 2.5}
+    result = {
+        "register": "logician",
+        "steps": 86,
+        "epochs": 2.0,
+        "lr": 3e-4,
+        "router_agreed": True,
+        "train_examples_available": 340,
+        "sampled_examples": 400,
+        "sampled_from": "logician.jsonl",
+        "sampled_spread": True,
+        "train_examples": 620,
+        "test_examples": 40,
+        "heldout_loss_adapter": 3.0812,
+        "heldout_loss_base": 3.2633,
+        "final_train_loss": 2.5,
+    }
     shown = as_text(render_train(result))
     for figure in ("adapter logician", "3.0812", "3.2633", "86 (2.0, 0.0003)", "620 (340)", "400 from logician.jsonl"):
         assert figure in shown, figure
-    report = {"register": "poet", "engine": "vllm", "out": "data/decoder/sampled/poet.jsonl", "texts": 10,
-              "sampled": 20, "kept": 7, "refused": {"language": 3, "router": 10, "loops": 0}, "temperature": 0.8,
-              "min_weight": 0.5}
+    report = {
+        "register": "poet",
+        "engine": "vllm",
+        "out": "data/decoder/sampled/poet.jsonl",
+        "texts": 10,
+        "sampled": 20,
+        "kept": 7,
+        "refused": {"language": 3, "router": 10, "loops": 0},
+        "temperature": 0.8,
+        "min_weight": 0.5,
+    }
     shown = render_sampling(report)
     assert "kept 7 of 20 answers sampled for 10 texts → data/decoder/sampled/poet.jsonl" in shown
     assert "refused: language 3, router 10  (" in shown

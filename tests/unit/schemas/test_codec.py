@@ -1,5 +1,6 @@
 import msgpack
 import orjson
+import pydantic
 import pytest
 
 from scenestream.schemas import DeadLetter, RawText, SchemaError, Tokens, decode, encode, to_json
@@ -64,13 +65,21 @@ def test_a_list_is_not_a_record():
 
 def test_records_are_immutable():
     record = raw()
-    with pytest.raises(Exception):
+    with pytest.raises(pydantic.ValidationError):
         record.text = "changed"
 
 
 def test_dead_letter_keeps_original_bytes_and_prints_as_json():
-    letter = DeadLetter(topic="raw-text", partition=1, offset=7, key=b"s1", value=b"\xff\x00", stage="tokenizer",
-                        reason="undecodable", error_type="undecodable")
+    letter = DeadLetter(
+        topic="raw-text",
+        partition=1,
+        offset=7,
+        key=b"s1",
+        value=b"\xff\x00",
+        stage="tokenizer",
+        reason="undecodable",
+        error_type="undecodable",
+    )
     back = decode(encode(letter), DeadLetter)
     assert back.value == b"\xff\x00" and back.offset == 7
     shown = orjson.loads(to_json(back))
@@ -78,8 +87,18 @@ def test_dead_letter_keeps_original_bytes_and_prints_as_json():
 
 
 def test_tokens_piece_text():
-    tokens = Tokens(message_id="m", session_id="s", text="a b", normalized="a b", lang="en",
-                    pieces=["▁почему", "▁я", "▁не"], ids=[1, 2, 3], hypertokens=[], symbols=[], ts_ms=0)
+    tokens = Tokens(
+        message_id="m",
+        session_id="s",
+        text="a b",
+        normalized="a b",
+        lang="en",
+        pieces=["▁почему", "▁я", "▁не"],
+        ids=[1, 2, 3],
+        hypertokens=[],
+        symbols=[],
+        ts_ms=0,
+    )
     assert tokens.piece_text == "почему▁я▁не"
 
 

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from scenestream.agents.decoder.engines import Generation
+from scenestream.schemas.records import REGISTERS
 from scenestream.training.sampling import (
     SampleConfig,
     acceptable,
@@ -18,7 +19,6 @@ from scenestream.training.sampling import (
     spread_choice,
     training_texts,
 )
-from scenestream.schemas.records import REGISTERS
 
 pytestmark = pytest.mark.unit
 
@@ -29,25 +29,34 @@ def write_jsonl(path, rows):
 
 
 def test_training_texts_never_include_a_test_text_of_any_corpus(tmp_path):
-    write_jsonl(tmp_path / "data" / "decoder" / "poet.jsonl", [
-        {"text": "shared", "lang": "en", "split": "train"},
-        {"text": "only poet train", "lang": "en", "split": "train"},
-        {"text": "poet test", "lang": "en", "split": "test"},
-    ])
-    write_jsonl(tmp_path / "data" / "decoder" / "logician.jsonl", [
-        {"text": "shared", "lang": "en", "split": "train"},
-        {"text": "poet test", "lang": "en", "split": "train"},  # a test text elsewhere: never sampled
-    ])
-    write_jsonl(tmp_path / "data" / "registers" / "ru.jsonl", [
-        {"text": "Привет", "lang": "ru", "split": "train"},
-        {"text": "shared", "lang": "en", "split": "test"},  # held out by the router's data
-    ])
+    write_jsonl(
+        tmp_path / "data" / "decoder" / "poet.jsonl",
+        [
+            {"text": "shared", "lang": "en", "split": "train"},
+            {"text": "only poet train", "lang": "en", "split": "train"},
+            {"text": "poet test", "lang": "en", "split": "test"},
+        ],
+    )
+    write_jsonl(
+        tmp_path / "data" / "decoder" / "logician.jsonl",
+        [
+            {"text": "shared", "lang": "en", "split": "train"},
+            {"text": "poet test", "lang": "en", "split": "train"},  # a test text elsewhere: never sampled
+        ],
+    )
+    write_jsonl(
+        tmp_path / "data" / "registers" / "ru.jsonl",
+        [
+            {"text": "Привет", "lang": "ru", "split": "train"},
+            {"text": "shared", "lang": "en", "split": "test"},  # held out by the router's data
+        ],
+    )
     assert training_texts(tmp_path) == [{"text": "only poet train", "lang": "en"}, {"text": "Привет", "lang": "ru"}]
 
 
 def test_the_shipped_texts_leave_out_every_held_out_prompt():
-    from scenestream.training.examples import load_examples
     from scenestream.schemas.records import REGISTERS
+    from scenestream.training.examples import load_examples
 
     texts = {t["text"] for t in training_texts()}
     held_out = {row["text"].strip() for r in REGISTERS for row in load_examples(r, "test")}
@@ -66,20 +75,43 @@ def test_language_loops_and_refusals():
 
 
 def test_select_keeps_the_most_confident_per_text_above_the_weight():
-    cands = [{"text": "a", "answer": "1"}, {"text": "a", "answer": "2"}, {"text": "b", "answer": "3"},
-             {"text": "c", "answer": "4"}]
-    kept = select(cands, "logician", [0.6, 0.9, 0.4, 0.95], ["logician", "logician", "logician", "body"],
-                  SampleConfig(register="logician", keep_per_text=1, min_weight=0.5))
+    cands = [
+        {"text": "a", "answer": "1"},
+        {"text": "a", "answer": "2"},
+        {"text": "b", "answer": "3"},
+        {"text": "c", "answer": "4"},
+    ]
+    kept = select(
+        cands,
+        "logician",
+        [0.6, 0.9, 0.4, 0.95],
+        ["logician", "logician", "logician", "body"],
+        SampleConfig(register="logician", keep_per_text=1, min_weight=0.5),
+    )
     assert [k["answer"] for k in kept] == ["2"]  # b is below the weight, c is read as body
-    kept = select(cands, "logician", [0.6, 0.9, 0.4, 0.95], ["logician"] * 4,
-                  SampleConfig(register="logician", keep_per_text=2, min_weight=0.5))
+    kept = select(
+        cands,
+        "logician",
+        [0.6, 0.9, 0.4, 0.95],
+        ["logician"] * 4,
+        SampleConfig(register="logician", keep_per_text=2, min_weight=0.5),
+    )
     assert [k["answer"] for k in kept] == ["1", "2", "4"] and kept[0]["router_weight"] == 0.6
 
 
 def test_load_sampled_checks_the_rows_and_takes_the_most_confident(tmp_path):
     path = tmp_path / "logician.jsonl"
-    rows = [{"id": f"logician-sampled-{i:04d}", "text": "t", "lang": "en", "answer": "a", "split": "train",
-             "router_weight": w} for i, w in enumerate([0.6, 0.9, 0.7, 0.95], start=1)]
+    rows = [
+        {
+            "id": f"logician-sampled-{i:04d}",
+            "text": "t",
+            "lang": "en",
+            "answer": "a",
+            "split": "train",
+            "router_weight": w,
+        }
+        for i, w in enumerate([0.6, 0.9, 0.7, 0.95], start=1)
+    ]
     write_jsonl(path, rows)
     assert load_sampled(path, "logician") == rows
     surest = load_sampled(path, "logician", most=2, spread=False)
@@ -93,9 +125,18 @@ def test_load_sampled_checks_the_rows_and_takes_the_most_confident(tmp_path):
 
 
 def test_spread_choice_takes_turns_over_topics_and_languages_surest_first():
-    rows = [{"topic": t, "lang": lang, "router_weight": w} for t, lang, w in [
-        ("logician", "en", 0.99), ("logician", "en", 0.98), ("logician", "ru", 0.97), ("logician", "en", 0.96),
-        ("body", "en", 0.60), ("body", "en", 0.70), ("poet", "ru", 0.55)]]
+    rows = [
+        {"topic": t, "lang": lang, "router_weight": w}
+        for t, lang, w in [
+            ("logician", "en", 0.99),
+            ("logician", "en", 0.98),
+            ("logician", "ru", 0.97),
+            ("logician", "en", 0.96),
+            ("body", "en", 0.60),
+            ("body", "en", 0.70),
+            ("poet", "ru", 0.55),
+        ]
+    ]
     assert spread_choice(rows, 4) == [5, 0, 2, 6]  # the best of each of the four groups, not the four surest
     assert sorted(spread_choice(rows, 6)) == [0, 1, 2, 4, 5, 6]  # a second turn: body, logician/en
     assert sorted(spread_choice(rows, 100)) == list(range(7))
@@ -123,15 +164,23 @@ class ScriptedEngine:
 
 def test_sample_answers_refuses_unfinished_and_off_register_answers_and_counts_why():
     logical = " Premise one: the train leaves at 9. Premise two: the trip takes 3 hours. Therefore it arrives at 12."
-    engine = ScriptedEngine([
-        (logical, 30),                                  # kept
-        (logical + " And then", 160),                   # ran to max_new_tokens: unfinished
-        (" The soft rain sings on my window like a lullaby.\nText: next", 160),  # a stop label: finished
-        (" Да, да.", 5),                                 # too short
-    ])
+    engine = ScriptedEngine(
+        [
+            (logical, 30),  # kept
+            (logical + " And then", 160),  # ran to max_new_tokens: unfinished
+            (" The soft rain sings on my window like a lullaby.\nText: next", 160),  # a stop label: finished
+            (" Да, да.", 5),  # too short
+        ]
+    )
     cfg = SampleConfig(register="logician", per_text=2, max_new_tokens=160, min_weight=0.0)
-    rows, counts = sample_answers(cfg, engine, [{"text": "When does the train arrive?", "lang": "en"},
-                                                {"text": "Sing me something about rain.", "lang": "en"}])
+    rows, counts = sample_answers(
+        cfg,
+        engine,
+        [
+            {"text": "When does the train arrive?", "lang": "en"},
+            {"text": "Sing me something about rain.", "lang": "en"},
+        ],
+    )
     assert {r.adapter for r in engine.requests} == {"logician"} and len(engine.requests) == 4
     assert counts["sampled"] == 4 and counts["refused"]["unfinished"] == 1 and counts["refused"]["too short"] == 1
     assert [r["answer"] for r in rows] == [logical.strip()]  # the rain answer is read as the poet's

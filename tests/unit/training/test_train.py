@@ -15,9 +15,18 @@ def tiny_gemma(vocab: int = 300):
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
     torch.manual_seed(0)
-    config = Gemma3TextConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                              num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=8,
-                              max_position_embeddings=128, layer_types=["sliding_attention", "full_attention"])
+    config = Gemma3TextConfig(
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        sliding_window=8,
+        max_position_embeddings=128,
+        layer_types=["sliding_attention", "full_attention"],
+    )
     return Gemma3ForCausalLM(config).eval()
 
 
@@ -43,8 +52,9 @@ def test_answer_loss_equals_the_models_own_loss():
 def test_answer_loss_trains_only_through_the_answer_and_lora():
     from peft import LoraConfig, get_peft_model
 
-    model = get_peft_model(tiny_gemma(), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                                                    task_type="CAUSAL_LM"))
+    model = get_peft_model(
+        tiny_gemma(), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    )
     batch = batch_of([([5, 6, 7, 8], [9, 10, 11]), ([5, 6], [12, 13, 14, 15])])
     with torch.no_grad():
         expected = model(**batch).loss
@@ -56,8 +66,10 @@ def test_answer_loss_trains_only_through_the_answer_and_lora():
 
 
 def test_router_agreed_keeps_the_answers_in_the_registers_voice():
-    rows = [{"id": "a", "answer": "1) Посылка верна; 2) следовательно, вывод: 7 × 8 = 56. Проверка: 70 − 14 = 56."},
-            {"id": "b", "answer": "Вдохни медленно, почувствуй стопы на полу, расслабь плечи и живот."}]
+    rows = [
+        {"id": "a", "answer": "1) Посылка верна; 2) следовательно, вывод: 7 × 8 = 56. Проверка: 70 − 14 = 56."},
+        {"id": "b", "answer": "Вдохни медленно, почувствуй стопы на полу, расслабь плечи и живот."},
+    ]
     kept = router_agreed(rows, "logician")
     assert [row["id"] for row in kept] == ["a"]
     assert [row["id"] for row in router_agreed(rows, "body")] == ["b"]
@@ -67,11 +79,26 @@ def test_gemma_tokenizer_is_rebuilt_as_bpe_with_merges_from_the_piece_scores():
     from scenestream.agents.decoder.base_model import check_tokenizer
     from scenestream.training.provision import bpe_tokenizer
 
-    special = {"pad_token": "<pad>", "eos_token": "<eos>", "bos_token": "<bos>", "unk_token": "<unk>",
-               "mask_token": "<mask>"}
+    special = {
+        "pad_token": "<pad>",
+        "eos_token": "<eos>",
+        "bos_token": "<bos>",
+        "unk_token": "<unk>",
+        "mask_token": "<mask>",
+    }
     pieces = [(t, -1000.0) for t in special.values()]
-    pieces += [("th", -1.0), ("▁th", -2.0), ("▁the", -3.0), ("er", -4.0), ("the", -5.0),
-               ("▁", -10.0), ("t", -11.0), ("h", -12.0), ("e", -13.0), ("r", -14.0)]
+    pieces += [
+        ("th", -1.0),
+        ("▁th", -2.0),
+        ("▁the", -3.0),
+        ("er", -4.0),
+        ("the", -5.0),
+        ("▁", -10.0),
+        ("t", -11.0),
+        ("h", -12.0),
+        ("e", -13.0),
+        ("r", -14.0),
+    ]
     tokenizer = bpe_tokenizer(pieces, special)
     # merges by score: th, ▁+th, ▁th+e, (e+r no longer adjacent), th+e
     assert tokenizer.tokenize("the ther") == ["the", "▁the", "r"]

@@ -28,11 +28,22 @@ ROWS = ["poet", BASE, "logician", "body", "philosopher", "body", BASE, "poet"]
 def tiny_config():
     from transformers import Gemma3TextConfig
 
-    return Gemma3TextConfig(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                            layer_types=["sliding_attention", "sliding_attention", "full_attention"],
-                            num_attention_heads=2, num_key_value_heads=1, head_dim=16, query_pre_attn_scalar=16,
-                            sliding_window=6, max_position_embeddings=256, pad_token_id=0, bos_token_id=2,
-                            eos_token_id=1)
+    return Gemma3TextConfig(
+        vocab_size=96,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        query_pre_attn_scalar=16,
+        sliding_window=6,
+        max_position_embeddings=256,
+        pad_token_id=0,
+        bos_token_id=2,
+        eos_token_id=1,
+    )
 
 
 def save_adapters(model, folder):
@@ -105,8 +116,14 @@ def test_stacked_logits_equal_peft_mixed_batch_and_base_rows_equal_the_base_mode
 def test_stacked_greedy_generation_is_peft_s(tiny, form):
     base, folders, peft = tiny
     stacked, lora, ids, mask = stacked_copy(base, folders, form)
-    options = dict(attention_mask=mask, max_new_tokens=8, do_sample=False, pad_token_id=0, eos_token_id=None,
-                   repetition_penalty=1.3)
+    options = dict(
+        attention_mask=mask,
+        max_new_tokens=8,
+        do_sample=False,
+        pad_token_id=0,
+        eos_token_id=None,
+        repetition_penalty=1.3,
+    )
     with torch.inference_mode():
         want = peft.generate(input_ids=ids, adapter_names=peft_names(ROWS), **options)
         lora.set_slots(ROWS)
@@ -133,8 +150,12 @@ def test_set_slots_and_forward_refuse_what_they_cannot_serve(tiny):
 def test_adapters_with_options_the_stacked_lora_lacks_are_refused(tiny, tmp_path):
     _base, folders, _peft = tiny
     assert read_adapter(folders["body"]).rank == 2
-    for key, value in (("use_dora", True), ("bias", "all"), ("alpha_pattern", {"q_proj": 4}),
-                       ("modules_to_save", ["lm_head"])):
+    for key, value in (
+        ("use_dora", True),
+        ("bias", "all"),
+        ("alpha_pattern", {"q_proj": 4}),
+        ("modules_to_save", ["lm_head"]),
+    ):
         folder = tmp_path / key
         folder.mkdir()
         config = json.loads((folders["poet"] / "adapter_config.json").read_text())
@@ -146,8 +167,10 @@ def test_adapters_with_options_the_stacked_lora_lacks_are_refused(tiny, tmp_path
 
 
 def test_compile_decision_and_batch_buckets():
-    assert compile_decision("auto", "cpu", "stacked") == (False, "SCENESTREAM_COMPILE=auto on cpu: compiling only pays "
-                                                                  "on CUDA")
+    assert compile_decision("auto", "cpu", "stacked") == (
+        False,
+        "SCENESTREAM_COMPILE=auto on cpu: compiling only pays on CUDA",
+    )
     assert compile_decision("auto", "cuda", "stacked")[0] and compile_decision("on", "cpu", None)[0]
     off, why = compile_decision("on", "cuda", "peft")
     assert not off and "SCENESTREAM_LORA_KERNEL=peft" in why
@@ -170,8 +193,9 @@ def tiny_model_folder(base, folder):
     words = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     words.pre_tokenizer = pre_tokenizers.Whitespace()
     words.decoder = decoders.WordPiece()
-    PreTrainedTokenizerFast(tokenizer_object=words, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
-                            unk_token="<unk>").save_pretrained(folder)
+    PreTrainedTokenizerFast(
+        tokenizer_object=words, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
+    ).save_pretrained(folder)
     base.save_pretrained(folder)
     return folder
 
@@ -212,7 +236,8 @@ def test_engine_picks_the_lora_kernel_from_settings(engine_settings):
 
 
 def test_engine_compiled_decode_pads_the_batch_streams_real_rows_and_reads_slots_changed_in_place(
-        engine_settings, monkeypatch):
+    engine_settings, monkeypatch
+):
     """Static cache and a compiled step (dynamo's tracing, fullgraph; inductor and CUDA graphs need CUDA):
     the same answers as the eager engine; a second batch with other adapters in the rows reuses the traced
     step (slots overwritten in place), and every row still gets its own adapter's answer."""

@@ -10,11 +10,20 @@ from scenestream.settings import Settings
 
 
 def scene(**kw):
-    base = dict(scene_id="sc1", message_id="m1", session_id="s1", text="Почему я не чувствую шаг в себе?", lang="ru",
-                hypertokens=[], linkage="дрожь·тишина·вход", delta_code="Δ41",
-                field=SceneField(valence=-0.2, arousal=0.5, tension=0.6, rhythm="measured"),
-                registers=[RegisterWeight(name="body", weight=0.6), RegisterWeight(name="philosopher", weight=0.4)],
-                register="body", ts_ms=0)
+    base = dict(
+        scene_id="sc1",
+        message_id="m1",
+        session_id="s1",
+        text="Почему я не чувствую шаг в себе?",
+        lang="ru",
+        hypertokens=[],
+        linkage="дрожь·тишина·вход",
+        delta_code="Δ41",
+        field=SceneField(valence=-0.2, arousal=0.5, tension=0.6, rhythm="measured"),
+        registers=[RegisterWeight(name="body", weight=0.6), RegisterWeight(name="philosopher", weight=0.4)],
+        register="body",
+        ts_ms=0,
+    )
     base.update(kw)
     return Scene(**base)
 
@@ -58,9 +67,17 @@ class FakeEngine:
                 for i, text in enumerate(texts):
                     if text[at : at + 3]:
                         on_delta(i, text[at : at + 3])
-        return [Generation(text=text, adapter=r.adapter if r.adapter in self.adapters
-                           else BASE, prompt_tokens=10, completion_tokens=5, first_token_ms=1.0, total_ms=2.0)
-                for text, r in zip(texts, requests)]
+        return [
+            Generation(
+                text=text,
+                adapter=r.adapter if r.adapter in self.adapters else BASE,
+                prompt_tokens=10,
+                completion_tokens=5,
+                first_token_ms=1.0,
+                total_ms=2.0,
+            )
+            for text, r in zip(texts, requests)
+        ]
 
 
 def test_decoder_builds_outputs_in_order_and_honours_a_forced_register():
@@ -112,8 +129,9 @@ def test_settled_answer_is_always_a_prefix_of_the_clean_answer():
 def test_decoder_streams_partials_that_join_into_the_final_answer():
     engine = FakeEngine("a long answer for {adapter}, in many pieces")
     partials = []
-    outs = Decoder(engine, stream_interval_ms=0).decode([scene(), scene(message_id="m2", force_register="poet")],
-                                                       partial=partials.append)
+    outs = Decoder(engine, stream_interval_ms=0).decode(
+        [scene(), scene(message_id="m2", force_register="poet")], partial=partials.append
+    )
     for out in outs:
         mine = [p for p in partials if p.message_id == out.message_id]
         assert out.final and len(mine) > 3 and out.seq == len(mine)
@@ -126,7 +144,8 @@ def test_decoder_streams_partials_that_join_into_the_final_answer():
 def test_decoder_streams_at_most_one_partial_per_interval():
     partials = []
     outs = Decoder(FakeEngine("a long answer for {adapter}"), stream_interval_ms=60_000).decode(
-        [scene()], partial=partials.append)
+        [scene()], partial=partials.append
+    )
     assert len(partials) == 1 and outs[0].seq == 1 and outs[0].text.startswith(partials[0].text)
 
 

@@ -8,8 +8,9 @@ import pytest
 torch = pytest.importorskip("torch")
 vllm_ops = pytest.importorskip("vllm.lora.ops.torch_ops")
 
-from scenestream.agents.decoder import vllm_cpu_ops as grouped  # noqa: E402
 from vllm.model_executor.layers.utils import apply_penalties as vllm_apply_penalties  # noqa: E402
+
+from scenestream.agents.decoder import vllm_cpu_ops as grouped  # noqa: E402
 
 SLOTS, RANK, HIDDEN, OUT = 4, 8, 64, 96
 

@@ -1,13 +1,12 @@
 """Scene builder transform: deterministic ids and codes, ranges, registers, both languages."""
 
+import numpy as np
 import pytest
 
 from scenestream.agents.scene.field import field_of, rhythm_of
 from scenestream.agents.scene.transform import SceneBuilder, active_registers, register_weights
 from scenestream.agents.tokenizer.transform import Tokenizer
 from scenestream.schemas import RawText
-
-import numpy as np
 
 SEED = "Почему я не чувствую шаг в себе?"
 
@@ -23,7 +22,9 @@ def builder(request):
 
 
 def scenes(builder, tokenizer, texts, prefix="m"):
-    tokens = [tokenizer.tokenize(RawText(message_id=f"{prefix}{i}", session_id="s", text=t)) for i, t in enumerate(texts)]
+    tokens = [
+        tokenizer.tokenize(RawText(message_id=f"{prefix}{i}", session_id="s", text=t)) for i, t in enumerate(texts)
+    ]
     return builder.build(tokens)
 
 
@@ -60,12 +61,15 @@ def test_batch_and_single_give_the_same_scene(builder, tokenizer):
         assert x.register == y.register and x.delta_code == y.delta_code and x.linkage == y.linkage
 
 
-@pytest.mark.parametrize("text,register", [
-    ("My shoulders are tight and my chest feels heavy after the long run", "body"),
-    ("If the train leaves at 9 and takes 3 hours, when does it arrive?", "logician"),
-    ("Что значит быть свободным, если у каждого выбора есть причина?", "philosopher"),
-    ("Вечерний свет ложится на крыши, как усталая птица", "poet"),
-])
+@pytest.mark.parametrize(
+    "text,register",
+    [
+        ("My shoulders are tight and my chest feels heavy after the long run", "body"),
+        ("If the train leaves at 9 and takes 3 hours, when does it arrive?", "logician"),
+        ("Что значит быть свободным, если у каждого выбора есть причина?", "philosopher"),
+        ("Вечерний свет ложится на крыши, как усталая птица", "poet"),
+    ],
+)
 def test_clear_texts_route_to_their_register(tokenizer, text, register):
     (scene,) = scenes(SceneBuilder(embedder_name="e5"), tokenizer, [text])
     assert scene.register == register

@@ -85,7 +85,8 @@ def test_deterministic(tokenizer):
     assert a.pieces == b.pieces and a.hypertokens == b.hypertokens
 
 
-@pytest.mark.parametrize("text,lang", [("hello there", "en"), ("привет", "ru"), ("12345 !!", "und"),
-                                       ("hello привет мир world", "mixed")])
+@pytest.mark.parametrize(
+    "text,lang", [("hello there", "en"), ("привет", "ru"), ("12345 !!", "und"), ("hello привет мир world", "mixed")]
+)
 def test_detect_lang(text, lang):
     assert detect_lang(text) == lang
