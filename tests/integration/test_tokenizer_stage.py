@@ -174,3 +174,26 @@ def test_when_not_even_a_truncated_dead_letter_can_be_sent_the_worker_stops_loud
 
 async def _collect_all(settings, topic):
     return [record async for record in read_topic(settings, topic)]
+
+
+def test_the_offline_scene_path_gives_the_scenes_the_stages_give_over_the_broker(settings_factory):
+    from scenestream.offline import scenes_for
+    from scenestream.schemas import Scene
+    from scenestream.topics import SCENES
+
+    s = settings_factory(scene_embedder="static")  # a setting the offline path must honour like the stages
+    records = [
+        raw_text(text, session_id="s-offline")
+        for text in ("Почему я не чувствую шаг в себе?", "How many minutes are in a day?", "Море шумит 🫁")
+    ]
+
+    async def go():
+        async with running_worker(s, select_stages(["tokenizer", "scene"])):
+            await publish(s, records)
+            return await _collect(s, SCENES.full_name(s), len(records), timeout=60)
+
+    over_the_broker = {scene.message_id: scene for scene in (decode(r.value, Scene) for r in asyncio.run(go()))}
+    offline = scenes_for(records, s)
+    assert [scene.model_dump(exclude={"timings_ms"}) for scene in offline] == [
+        over_the_broker[r.message_id].model_dump(exclude={"timings_ms"}) for r in records
+    ]
