@@ -12,7 +12,7 @@ import time
 from typing import AsyncIterator, Callable, Optional
 
 from scenestream.broker import EmbeddedBroker, reachable
-from scenestream.client import Watcher, publish, raw_text
+from scenestream.client import Watcher, check_size, publish, raw_text
 from scenestream.runtime import running_worker, select_stages
 from scenestream.schemas.records import LoraOutput
 from scenestream.settings import Settings, get_settings
@@ -42,6 +42,7 @@ async def ask_once(
 ) -> dict:
     """Publish ``text`` and wait for its answer; ``on_piece`` gets the answer's streamed partials as they come."""
     settings = settings or get_settings()
+    check_size(text, settings)  # before any stack starts
     specs = select_stages(None, settings)
     final = specs[-1].sinks[0]
     started = time.perf_counter()

@@ -15,6 +15,21 @@ from scenestream.topics import RAW_TEXT
 Accept = Callable[[Record], bool]
 
 
+class TextRefused(ValueError):
+    """A text that is not published because the tokenizer stage would refuse it (over the size limit)."""
+
+
+def check_size(text: str, settings: Settings) -> None:
+    """Refuse a text over ``SCENESTREAM_MAX_TEXT_BYTES`` before it is published (the tokenizer stage would
+    dead-letter it; one too large for the producer would not even be sent)."""
+    size = len(text.encode("utf-8", errors="surrogatepass"))
+    if size > settings.max_text_bytes:
+        raise TextRefused(
+            f"text is {size} bytes, over the limit of {settings.max_text_bytes} "
+            "(SCENESTREAM_MAX_TEXT_BYTES): not published"
+        )
+
+
 def raw_text(text: str, session_id: Optional[str] = None, tenant: str = "default", source: str = "api") -> RawText:
     message_id = new_message_id()
     return RawText(

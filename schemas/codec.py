@@ -35,27 +35,67 @@ def encode(record: Record) -> bytes:
     return msgpack.packb(data, use_bin_type=True)
 
 
+_JSON_KINDS = {
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+    list: "an array",
+    type(None): "null",
+}
+
+
+def _preview(text: str, limit: int = 40) -> str:
+    return repr(text[:limit] + ("…" if len(text) > limit else ""))
+
+
 def unpack(value: bytes | None) -> dict:
-    """msgpack (or, for external producers, a JSON object) into a dict."""
+    """msgpack (or, for external producers, a JSON object) into a dict. Anything else is refused with a
+    reason that names what the value really is: empty, whitespace, JSON that is not an object, plain
+    text, msgpack that is not a map, or binary."""
     if value is None:
         raise SchemaError("message has no value", "undecodable")
+    if not value:
+        raise SchemaError("value is empty (0 bytes), not a record", "undecodable")
+    packed: Any = _NOTHING
     try:
-        data = msgpack.unpackb(value, raw=False, strict_map_key=False)
+        packed = msgpack.unpackb(value, raw=False, strict_map_key=False)
     except UnicodeDecodeError as exc:
         raise SchemaError(f"invalid UTF-8 in a string field: {exc}", "invalid_utf8") from exc
-    except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError) as exc:
-        if value[:1] == b"{":
-            try:
-                data = orjson.loads(value)
-            except orjson.JSONDecodeError as jexc:
-                if isinstance(jexc.__cause__, UnicodeDecodeError) or "utf-8" in str(jexc).lower():
-                    raise SchemaError(f"invalid UTF-8 in JSON value: {jexc}", "invalid_utf8") from jexc
-                raise SchemaError(f"undecodable value (neither msgpack nor JSON): {jexc}", "undecodable") from jexc
-        else:
-            raise SchemaError(f"undecodable value (not msgpack): {exc}", "undecodable") from exc
-    if not isinstance(data, dict):
-        raise SchemaError(f"value is a {type(data).__name__}, not a record", "schema")
-    return data
+    except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError):
+        pass
+    if isinstance(packed, dict):
+        return packed
+    # a msgpack map never decodes as UTF-8 (its first byte is not a character's), so from here on text is text
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if value.lstrip()[:1] == b"{":
+            raise SchemaError(f"invalid UTF-8 in JSON value: {exc}", "invalid_utf8") from exc
+        if packed is not _NOTHING:
+            raise SchemaError(f"value is msgpack {type(packed).__name__}, not a record (a map)", "schema") from None
+        raise SchemaError(
+            f"value is binary ({len(value)} bytes): neither msgpack nor UTF-8 text", "undecodable"
+        ) from None
+    if not text.strip():
+        raise SchemaError(f"value is whitespace only ({len(value)} bytes), not a record", "undecodable")
+    try:
+        parsed = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        if text.lstrip().startswith("{"):
+            raise SchemaError(
+                f"value is text that starts like a JSON object but is not JSON: {exc}", "undecodable"
+            ) from exc
+        raise SchemaError(
+            f"value is plain text ({len(value)} bytes: {_preview(text)}), not msgpack or JSON", "undecodable"
+        ) from exc
+    if not isinstance(parsed, dict):
+        kind = _JSON_KINDS.get(type(parsed), type(parsed).__name__)
+        raise SchemaError(f"value is JSON ({kind}), not a record (a JSON object)", "schema")
+    return parsed
+
+
+_NOTHING = object()
 
 
 @cache
@@ -81,8 +121,15 @@ def decode(value: bytes | None, cls: type[R]) -> R:
                 _warned_unknown.add((cls.kind, name))
                 log.info("%s: ignoring unknown field %r", cls.kind, name)
     version = data.get("schema_version", 1)
-    if isinstance(version, int) and version > cls.version:
-        log.debug("%s: reading schema_version %s with reader version %s", cls.kind, version, cls.version)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise SchemaError(f"schema_version is {version!r}, not an integer", "schema")
+    if version > cls.version:
+        # a newer writer may have changed what a field means: refuse rather than misread it
+        raise SchemaError(
+            f"{cls.kind} schema_version {version} is newer than this reader's {cls.version}: "
+            "upgrade scenestream on this worker",
+            "schema_version",
+        )
     try:
         return cls.model_validate(data)
     except ValidationError as exc:

@@ -327,6 +327,7 @@ class EdgeArchive(_BaseArchive):
 
         self._qe = qe
         self.path = Path(path)
+        self._folder_lock = _exclusive(self.path)
         config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine))
         if (self.path / "edge_config.json").exists():
             try:
@@ -416,6 +417,32 @@ class EdgeArchive(_BaseArchive):
             self._shard.flush()
         finally:
             self._shard.close()
+        if self._folder_lock is not None:
+            self._folder_lock.close()  # closing the descriptor releases the lock
+            self._folder_lock = None
+
+
+class ArchiveBusy(ValueError):
+    """The embedded archive is open in another process (Qdrant Edge is single-process)."""
+
+
+def _exclusive(path: Path):
+    """An exclusive lock on the archive folder, held while it is open: a second process gets one clear error
+    instead of Qdrant Edge's WAL-lock traceback."""
+    import fcntl
+
+    path.mkdir(parents=True, exist_ok=True)
+    handle = open(path / "scenestream.lock", "a+")  # noqa: SIM115 - held open as the lock
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise ArchiveBusy(
+            f"the embedded scene archive {path} is open in another process (a running stack or memory worker); "
+            "Qdrant Edge is single-process: stop that process, or set SCENESTREAM_QDRANT_URL to a Qdrant server "
+            "to run several memory workers"
+        ) from None
+    return handle
 
 
 # ---------------------------------------------------------------------------

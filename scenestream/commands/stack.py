@@ -46,8 +46,12 @@ def settings(as_json: bool = json_option()) -> None:
     print_human(table)
 
 
-def broker() -> None:
-    """Run the embedded Tansu broker alone (for other processes) until Ctrl-C; prints its address on stderr."""
+def broker(
+    port: int = typer.Option(0, min=0, max=65535, help="Loopback port to listen on (0: a free one)."),
+) -> None:
+    """Run the embedded Tansu broker alone (for other processes) until Ctrl-C; prints its address on stderr.
+
+    It keeps messages in memory only: what it holds is gone when it stops (a real Kafka cluster is durable)."""
     from scenestream.broker import EmbeddedBroker, publish_address, withdraw_address
     from scenestream.topics import create_topics
 
@@ -55,7 +59,7 @@ def broker() -> None:
     # "until Ctrl-C" must hold however the broker was started, from its start on
     signal.signal(signal.SIGINT, signal.default_int_handler)
     s = get_settings()
-    with EmbeddedBroker() as embedded:
+    with EmbeddedBroker(port=port) as embedded:
         s = s.model_copy(update={"broker": embedded.url})
         asyncio.run(create_topics(s))
         publish_address(s, embedded.url, role="broker")
@@ -81,6 +85,7 @@ def run(
     ),
 ) -> None:
     """Run stage workers until Ctrl-C (all stages in one worker by default); prints no result."""
+    from scenestream.agents.memory.archive import ArchiveBusy
     from scenestream.broker import broker_for, publish_address, withdraw_address
     from scenestream.runtime import run_worker, select_stages
 
@@ -96,6 +101,8 @@ def run(
         typer.echo(f"running stages: {', '.join(spec.name for spec in chosen)}", err=True)
         try:
             run_worker(s, chosen)
+        except ArchiveBusy as exc:
+            fail(str(exc))
         finally:
             if not base.broker:
                 withdraw_address(s)
@@ -110,8 +117,8 @@ def ingest(
     as_json: bool = json_option("Print one JSON document {messages: [{message_id, session_id}], errors: [...]}."),
 ) -> None:
     """Publish texts to raw-text on a running stack; prints each message id (a stdin line that is not valid
-    JSON is skipped and reported)."""
-    from scenestream.client import publish, raw_text
+    JSON, or a text over SCENESTREAM_MAX_TEXT_BYTES, is skipped and reported)."""
+    from scenestream.client import TextRefused, check_size, publish, raw_text
 
     s = connected_settings()
     records, errors = [], []
@@ -123,25 +130,24 @@ def ingest(
             except json.JSONDecodeError as exc:
                 errors.append({"line": lineno, "error": f"invalid JSON: {exc}", "text": line})
                 continue
-            records.append(
-                raw_text(
-                    str(item.get("text", "")),
-                    item.get("session_id") or session,
-                    item.get("tenant", tenant),
-                    source="ingest",
-                )
-            )
+            line_text, line_session, line_tenant = str(item.get("text", "")), item.get("session_id"), item.get("tenant")
         else:
-            records.append(raw_text(line, session, tenant, source="ingest"))
+            line_text, line_session, line_tenant = line, None, None
+        try:
+            check_size(line_text, s)
+        except TextRefused as exc:
+            errors.append({"line": lineno, "error": str(exc), "text": line_text[:80]})
+            continue
+        records.append(raw_text(line_text, line_session or session, line_tenant or tenant, source="ingest"))
     asyncio.run(publish(s, records))
     messages = [{"message_id": r.message_id, "session_id": r.session_id} for r in records]
     if as_json:
         print_json({"messages": messages, "errors": errors})
-        return
-    for error in errors:
-        typer.secho(f"line {error['line']} skipped: {error['error']}", err=True, fg=typer.colors.YELLOW)
-    for message in messages:
-        typer.echo(f"{message['message_id']}  session {message['session_id']}")
+    else:
+        for error in errors:
+            typer.secho(f"line {error['line']} skipped: {error['error']}", err=True, fg=typer.colors.YELLOW)
+        for message in messages:
+            typer.echo(f"{message['message_id']}  session {message['session_id']}")
 
 
 def tail(

@@ -85,5 +85,19 @@ def test_sigkill_of_the_parent_takes_the_broker_down(tmp_path):
     proc, tansu, _ = _start_cli(["broker"], tmp_path)
     proc.kill()
     proc.wait()
-    assert wait_gone(tansu), "broker outlived its killed parent"
+    assert wait_gone(tansu, timeout=1.0), "broker outlived its killed parent (it must stop at once)"
     assert running_stack(Settings(data_dir=tmp_path)) is None  # stale address is not trusted
+
+
+def test_the_broker_listens_on_the_port_asked_for(tmp_path):
+    from scenestream.broker import free_port
+
+    port = free_port()
+    proc, tansu, _ = _start_cli(["broker", "--port", str(port)], tmp_path)
+    try:
+        stack = running_stack(Settings(data_dir=tmp_path))
+        assert stack is not None and stack["url"] == f"kafka://127.0.0.1:{port}"
+    finally:
+        proc.kill()
+        proc.wait()
+        wait_gone(tansu, timeout=1.0)

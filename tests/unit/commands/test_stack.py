@@ -67,3 +67,32 @@ def test_ingest_prints_one_document_or_one_line_per_message(monkeypatch):
     out = result.stdout.splitlines()
     assert len(out) == 2 and out[0] == f"{published[2].message_id}  session cli-1"
     assert "line 3 skipped" in result.stderr
+
+
+def test_ingest_refuses_a_text_over_the_limit_before_publishing(monkeypatch):
+    import scenestream.client
+    from scenestream.commands import stack
+
+    published = []
+
+    async def publish(settings, records):
+        published.extend(records)
+
+    monkeypatch.setattr(scenestream.client, "publish", publish)
+    monkeypatch.setattr(stack, "connected_settings", lambda: Settings(max_text_bytes=64))
+    result = CliRunner().invoke(app, ["ingest", "--json"], input="short one\n" + "длинный " * 20 + "\n")
+    doc = json.loads(result.stdout)
+    assert [r.text for r in published] == ["short one"]
+    assert doc["errors"][0]["line"] == 2 and "over the limit of 64" in doc["errors"][0]["error"]
+
+
+def test_ask_refuses_a_text_over_the_limit_before_any_stack_starts():
+    import asyncio
+
+    import pytest
+
+    from scenestream.ask import ask_once
+    from scenestream.client import TextRefused
+
+    with pytest.raises(TextRefused, match="SCENESTREAM_MAX_TEXT_BYTES"):
+        asyncio.run(ask_once("x" * 100, settings=Settings(max_text_bytes=64, broker=None)))

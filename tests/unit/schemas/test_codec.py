@@ -109,3 +109,35 @@ def test_read_jsonl_skips_blank_lines_and_names_a_malformed_one(tmp_path):
     path.write_text('{"text": "шаг"}\n{"text": \n', encoding="utf-8")
     with pytest.raises(ValueError, match=r"rows\.jsonl:2: not a JSON line"):
         read_jsonl(path)
+
+
+@pytest.mark.parametrize(
+    "value, error_type, words",
+    [
+        (b"", "undecodable", "empty"),
+        (b"   \n\t  ", "undecodable", "whitespace"),
+        (b'"just a string"', "schema", "JSON (a string)"),
+        (b"[1, 2, 3]", "schema", "JSON (an array)"),
+        (b"42", "schema", "JSON (a number)"),
+        (b"hello there, broker", "undecodable", "plain text"),
+        ("просто текст".encode(), "undecodable", "plain text"),
+        (b'{"message_id": "m", "text": ', "undecodable", "starts like a JSON object"),
+        (b"\xc1\xc1\x00\xff binary", "undecodable", "binary"),
+        (msgpack.packb([1, 2]), "schema", "msgpack list"),
+    ],
+)
+def test_a_value_that_is_not_a_record_is_named_for_what_it_is(value, error_type, words):
+    with pytest.raises(SchemaError) as err:
+        decode(value, RawText)
+    assert err.value.error_type == error_type
+    assert words in err.value.reason
+
+
+def test_a_record_from_a_newer_schema_is_refused_with_that_reason():
+    data = raw().model_dump()
+    data["schema_version"] = 99
+    with pytest.raises(SchemaError) as err:
+        decode(msgpack.packb(data), RawText)
+    assert err.value.error_type == "schema_version" and "99" in err.value.reason
+    data["schema_version"] = RawText.version  # the reader's own version and older ones are read
+    assert decode(msgpack.packb(data), RawText).text == "привет мир"

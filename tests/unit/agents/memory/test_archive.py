@@ -290,3 +290,23 @@ def test_open_archive_picks_the_backend(tmp_path):
         assert isinstance(arc, EdgeArchive)
         assert arc.path == tmp_path / "archive"
     assert (tmp_path / "archive" / "edge_config.json").exists()
+
+
+def test_a_second_process_on_the_embedded_archive_gets_one_clear_error(tmp_path):
+    import subprocess
+    import sys
+
+    from scenestream.agents.memory.archive import EdgeArchive
+
+    code = (
+        "import sys\n"
+        "from scenestream.agents.memory.archive import ArchiveBusy, EdgeArchive\n"
+        f"try:\n    EdgeArchive({str(tmp_path / 'arc')!r})\n"
+        "except ArchiveBusy as exc:\n    print(exc); sys.exit(3)\n"
+    )
+    with EdgeArchive(tmp_path / "arc"):
+        busy = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert busy.returncode == 3, busy.stderr
+    assert "SCENESTREAM_QDRANT_URL" in busy.stdout and "Traceback" not in busy.stderr
+    free = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert free.returncode == 0, free.stdout + free.stderr  # closed: the next process opens it
