@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import faust
@@ -35,6 +36,40 @@ ADAPTED_FROM = (
     "faust.transport.consumer.Consumer._drain_messages",
     "44a2500309e83c630493f6828af50166ec8d96a0b3e4fb2bab735f704ae93417",
 )
+
+
+class RateLimited(logging.Filter):
+    """Lets the first record of each kind (logger, level, message) through, then at most one per ``window_s``,
+    saying how many like it were held back: a worker whose broker is gone logs a few lines, not thousands."""
+
+    def __init__(self, window_s: float = 10.0) -> None:
+        super().__init__()
+        self.window_s = window_s
+        self.last: dict[tuple, float] = {}
+        self.held: dict[tuple, int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.levelno, str(record.msg))
+        now = time.monotonic()
+        last = self.last.get(key)
+        if last is not None and now - last < self.window_s:
+            self.held[key] = self.held.get(key, 0) + 1
+            return False
+        if len(self.last) > 10_000:  # bounded: forget the oldest kinds
+            self.last.clear()
+        self.last[key] = now
+        held = self.held.pop(key, 0)
+        if held:
+            record.msg = f"{record.msg} ({held} more like this in the last {self.window_s:.0f} s)"
+        return True
+
+
+def configure_logging(settings: Settings) -> None:
+    """A worker's log: stderr at ``SCENESTREAM_LOG_LEVEL``, every handler rate-limited (:class:`RateLimited`)."""
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RateLimited) for f in handler.filters):
+            handler.addFilter(RateLimited())
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):

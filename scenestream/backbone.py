@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple, Optional, Protocol, Sequence, TypeVar, Union
 
+from scenestream.answered import Answered, KafkaTail, TailReader
 from scenestream.schemas.codec import SchemaError, decode, encode
 from scenestream.schemas.records import DeadLetter, Record
 from scenestream.settings import Settings
@@ -98,6 +99,11 @@ class StageSpec:
     accepts: Callable[[Record], bool] = field(default=lambda record: True)
     in_thread: bool = False  # run the handler off the event loop (heavy CPU work)
     streams: bool = False  # the handler sends previews while it works: process(records, emit=...)
+    # the records of sinks[0] that are this stage's answer to an input (read back to skip inputs answered before)
+    answers: Callable[[Record], bool] = field(default=lambda record: True)
+    # batches shrink to SCENESTREAM_BATCH_MAX_S of work; off for a stage whose batch is one engine call
+    # that costs about as much for one message as for many (the decoder)
+    time_bounded: bool = True
 
     @classmethod
     def of(cls, agent: str, build: Callable[[Settings, Resources], Handler], **options: Any) -> StageSpec:
@@ -112,13 +118,32 @@ def producer(settings: Settings, **kwargs):
     """The aiokafka producer every stage and client sends with (one place for its settings)."""
     from aiokafka import AIOKafkaProducer
 
+    acks: Any = "all" if settings.producer_acks == "all" else int(settings.producer_acks)
     return AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers,
         linger_ms=settings.producer_linger_ms,
         max_request_size=settings.max_request_bytes,
+        acks=acks,
+        enable_idempotence=settings.idempotent_producer,
         **settings.kafka_auth(),
         **kwargs,
     )
+
+
+async def start_producer(settings: Settings, **kwargs: Any):
+    """A started :func:`producer`; a broker that refuses idempotent producers gets one clear error."""
+    from aiokafka.errors import UnsupportedVersionError
+
+    started = producer(settings, **kwargs)
+    try:
+        await started.start()
+    except UnsupportedVersionError as exc:
+        await started.stop()
+        raise RuntimeError(
+            f"the broker at {settings.broker} does not support idempotent producers ({exc}): set "
+            "SCENESTREAM_PRODUCER_IDEMPOTENCE=off (sends may then repeat on retries)"
+        ) from exc
+    return started
 
 
 class Send(NamedTuple):
@@ -271,7 +296,12 @@ class StageRunner:
     """
 
     def __init__(
-        self, spec: StageSpec, settings: Settings, producer: Any = None, resources: Optional[Resources] = None
+        self,
+        spec: StageSpec,
+        settings: Settings,
+        producer: Any = None,
+        resources: Optional[Resources] = None,
+        tail: Optional[TailReader] = None,
     ) -> None:
         self.spec = spec
         self.settings = settings
@@ -284,13 +314,17 @@ class StageRunner:
         self.handled = 0
         self.dead = 0
         self.stopped: Optional[StageStopped] = None
+        # one output per input: inputs answered before are skipped (scenestream/answered.py)
+        self.answered = Answered(settings, spec.sinks[0], spec.answers) if settings.dedup_window else None
+        self.tail = tail if tail is not None else KafkaTail(settings)
 
     async def start(self) -> None:
         if self.producer is None:
-            self.producer = producer(self.settings)
-            await self.producer.start()
+            self.producer = await start_producer(self.settings)
 
     async def stop(self) -> None:
+        if isinstance(self.tail, KafkaTail):
+            await self.tail.close()
         if self._own_producer and self.producer is not None:
             await self.producer.stop()
             self.producer = None
@@ -303,13 +337,31 @@ class StageRunner:
         """What to send for these events, in input order."""
         records: list[Record] = []
         slots: list[tuple[Any, Union[Record, Exception, None]]] = []
+        answered = self.answered
         for event in events:
+            message = event.message
             try:
-                record = decode(event.message.value, self.spec.source.schema)
+                record = decode(message.value, self.spec.source.schema)
             except SchemaError as exc:
+                if answered is not None:
+                    answered.first_time(message.partition, message.offset, None)
                 slots.append((event, exc))
                 continue
-            if self.spec.accepts(record):
+            accepted = self.spec.accepts(record)
+            if answered is not None and not answered.first_time(
+                message.partition, message.offset, getattr(record, "message_id", None) if accepted else None
+            ):
+                log.info(
+                    "%s: %s[%s]@%s answered before (message %s): skipped",
+                    self.spec.name,
+                    message.topic,
+                    message.partition,
+                    message.offset,
+                    record.message_id,
+                )
+                slots.append((event, None))
+                continue
+            if accepted:
                 records.append(record)
                 slots.append((event, record))
                 if emit is not None:
@@ -454,6 +506,10 @@ class StageRunner:
             pending = retry
 
     async def handle(self, stream: Any, events: list[Any]) -> None:
+        if self.answered is not None:
+            stale = self.answered.stale(events)
+            if stale:  # a fresh start, a rebalance or a rewind: read back what was answered there
+                await self.answered.recover(stale, self.tail)
         emit = Streamed(self, asyncio.get_running_loop()) if self.spec.streams else None
         if self.spec.in_thread:
             sends = await asyncio.to_thread(self.plan, events, emit)
@@ -477,11 +533,30 @@ def _waiting(stream: Any) -> int:
         return 0
 
 
+class BatchBound:
+    """How many waiting messages a stage takes into one batch: at most ``most``, and, when ``seconds`` is set,
+    only as many as it handles in that time (a moving average of its cost per message), so that a killed
+    worker throws away at most about ``seconds`` of work and a batch's messages are acked that often."""
+
+    def __init__(self, most: int, seconds: Optional[float]) -> None:
+        self.most = most
+        self.seconds = seconds
+        self.per_message: Optional[float] = None
+        self.limit = most
+
+    def took(self, messages: int, elapsed: float) -> None:
+        if self.seconds is None or messages == 0:
+            return
+        cost = elapsed / messages
+        self.per_message = cost if self.per_message is None else 0.7 * self.per_message + 0.3 * cost
+        self.limit = max(1, min(self.most, int(self.seconds / self.per_message) if self.per_message > 0 else self.most))
+
+
 def attach(app: Any, spec: StageSpec, settings: Settings, resources: Optional[Resources] = None) -> StageRunner:
     """Register the stage's faust agent on ``app``; returns its runner."""
     runner = StageRunner(spec, settings, resources=resources)
     source = app.topic(spec.source.full_name(settings), value_type=bytes, key_type=bytes)
-    batch_max = settings.batch_max
+    bound = BatchBound(settings.batch_max, settings.batch_max_s if spec.time_bounded else None)
 
     async def agent(stream: Any) -> None:
         batch: list[Any] = []
@@ -490,10 +565,12 @@ def attach(app: Any, spec: StageSpec, settings: Settings, resources: Optional[Re
         try:
             async for event in manual.events():
                 batch.append(event)
-                if len(batch) >= batch_max or not _waiting(manual):
+                if len(batch) >= bound.limit or not _waiting(manual):
                     started = time.perf_counter()
                     await runner.handle(manual, batch)
-                    log.debug("%s: %d events in %.1f ms", spec.name, len(batch), (time.perf_counter() - started) * 1000)
+                    elapsed = time.perf_counter() - started
+                    bound.took(len(batch), elapsed)
+                    log.debug("%s: %d events in %.1f ms", spec.name, len(batch), elapsed * 1000)
                     batch = []
         except StageStopped as exc:  # nothing acked; the worker stops loudly rather than lose or stall
             runner.stopped = exc

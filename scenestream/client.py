@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import AsyncIterator, Callable, Mapping, Optional, Union
 
-from scenestream.backbone import producer
+from scenestream.backbone import start_producer
 from scenestream.schemas.codec import SchemaError, decode, encode, unpack
 from scenestream.schemas.records import RawText, Record, new_message_id
 from scenestream.settings import Settings
@@ -38,8 +38,7 @@ def raw_text(text: str, session_id: Optional[str] = None, tenant: str = "default
 
 
 async def publish(settings: Settings, records: list[RawText]) -> None:
-    prod = producer(settings)
-    await prod.start()
+    prod = await start_producer(settings)
     try:
         topic = RAW_TEXT.full_name(settings)
         futures = [await prod.send(topic, key=r.session_id.encode(), value=encode(r)) for r in records]

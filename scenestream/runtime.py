@@ -10,10 +10,12 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import os
+import threading
 import time
-from typing import AsyncIterator, Iterable
+from typing import Any, AsyncIterator, Iterable
 
-from scenestream.app import App, create_app
+from scenestream.app import App, configure_logging, create_app
 from scenestream.backbone import Resources, StageRunner, StageSpec, attach
 from scenestream.settings import Settings
 from scenestream.topology import STAGE_NAMES
@@ -49,6 +51,11 @@ def select_stages(names: Iterable[str] | None, settings: Settings | None = None)
 
 def build_app(settings: Settings, stages: Iterable[StageSpec]) -> tuple[App, list[StageRunner], Resources]:
     """The worker's faust app with an agent per stage; the stages share one :class:`Resources`."""
+    if settings.producer_idempotence == "auto" and not settings.idempotent_producer:
+        log.warning(
+            "producers are not idempotent (SCENESTREAM_PRODUCER_IDEMPOTENCE=auto, broker on a loopback "
+            "address: the embedded Tansu lacks InitProducerId); a retried send may be written twice"
+        )
     app = create_app(settings)
     resources = Resources()
     try:
@@ -103,16 +110,45 @@ async def running_worker(
         close_worker(runners, resources)
 
 
+def bounded_shutdown(seconds: float) -> threading.Timer:
+    """A timer that ends the process ``seconds`` after a stop was asked for, if it has not ended by then.
+
+    A worker whose broker is gone would otherwise spend a minute in the consumer's and producer's
+    shutdown (each waits for its request timeout). Exiting is safe: nothing is committed before its
+    results were delivered, so the next worker picks up whatever this one had not finished."""
+
+    def give_up() -> None:
+        log.error(
+            "the worker did not stop within %.0f s of being asked to (broker unreachable?): exiting now; "
+            "unfinished messages were not committed and will be handled again",
+            seconds,
+        )
+        logging.shutdown()
+        os._exit(1)
+
+    timer = threading.Timer(seconds, give_up)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
 def run_worker(settings: Settings, stages: list[StageSpec]) -> None:
-    """Run a faust worker until Ctrl-C / SIGTERM (blocking)."""
+    """Run a faust worker until Ctrl-C / SIGTERM (blocking); it exits within
+    ``SCENESTREAM_SHUTDOWN_TIMEOUT_S`` of the signal, stopping hard if a clean stop hangs."""
     import faust
 
     from scenestream.topics import create_topics
 
+    class Worker(faust.Worker):
+        def _schedule_shutdown(self, signal: Any) -> None:
+            bounded_shutdown(settings.shutdown_timeout_s)
+            super()._schedule_shutdown(signal)
+
+    configure_logging(settings)
     asyncio.run(create_topics(settings))
     app, runners, resources = build_app(settings, stages)
     try:
-        worker = faust.Worker(app, loglevel=settings.log_level, override_logging=False, quiet=True)
+        worker = Worker(app, loglevel=settings.log_level, override_logging=False, quiet=True)
         worker.execute_from_commandline()
     finally:
         close_worker(runners, resources)

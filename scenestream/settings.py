@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -67,6 +67,35 @@ class Settings(BaseSettings):
         "topic, truncated there when the whole dead letter would be over it too.",
     )
     producer_linger_ms: int = Field(1, ge=0, description="Producer linger (batching) time.")
+    producer_acks: Literal["all", "1", "0"] = Field(
+        "all",
+        description="Broker acknowledgements a send waits for: all (every in-sync replica; a confirmed result "
+        "survives a broker's loss), 1 (the leader only), 0 (none).",
+    )
+    producer_idempotence: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Idempotent producer (no duplicates from the producer's own retries; needs acks=all). auto: on, "
+        "except for a broker on a loopback address: the embedded Tansu answers InitProducerId with an unknown error "
+        "(measured), and the worker says so at start.",
+    )
+    dedup_window: int = Field(
+        10_000,
+        ge=0,
+        description="Message ids a stage remembers per input partition as answered (read back from its "
+        "output topic after a restart or rebalance), so an input that comes again is not answered twice; 0: off.",
+    )
+    batch_max_s: float = Field(
+        2.0,
+        gt=0,
+        description="Longest a stage should work on one batch: batches shrink to what the stage handles "
+        "in this time (measured), so a killed worker loses at most this much work.",
+    )
+    shutdown_timeout_s: float = Field(
+        8.0,
+        gt=0,
+        description="A worker asked to stop (SIGTERM, Ctrl-C) exits within this time even when its broker "
+        "is gone; nothing unfinished is committed.",
+    )
     commit_interval_s: float = Field(0.5, gt=0, description="Offset commit interval.")
     session_timeout_s: float = Field(
         6.0,
@@ -173,12 +202,31 @@ class Settings(BaseSettings):
                 raise ValueError(f"SCENESTREAM_BROKER entry {host!r} is not host:port")
         return value
 
+    @model_validator(mode="after")
+    def _check_idempotence(self) -> Settings:
+        if self.producer_idempotence == "on" and self.producer_acks != "all":
+            raise ValueError(
+                "SCENESTREAM_PRODUCER_IDEMPOTENCE=on needs SCENESTREAM_PRODUCER_ACKS=all "
+                "(or set SCENESTREAM_PRODUCER_IDEMPOTENCE=off)"
+            )
+        return self
+
     @property
     def bootstrap_servers(self) -> list[str]:
         """The broker list as aiokafka wants it (needs ``broker`` set)."""
         if self.broker is None:
             raise RuntimeError("no broker address: start the embedded broker first")
         return self.broker[len("kafka://") :].split(",")
+
+    @property
+    def idempotent_producer(self) -> bool:
+        """Whether producers are idempotent (``producer_idempotence``, with ``auto`` decided by the broker)."""
+        if self.producer_idempotence != "auto":
+            return self.producer_idempotence == "on"
+        if self.producer_acks != "all" or self.broker is None:
+            return False
+        hosts = [h.rpartition(":")[0].strip("[]") for h in self.bootstrap_servers]
+        return not all(h in ("127.0.0.1", "localhost", "::1") for h in hosts)
 
     def kafka_auth(self) -> dict:
         """SASL/SSL keyword arguments shared by every aiokafka client."""

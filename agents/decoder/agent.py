@@ -43,6 +43,12 @@ def stages(settings: Settings) -> list[StageSpec]:
     wanted = "resonated" if settings.memory else "formed"
     return [
         StageSpec.of(
-            "decode_scene", build, accepts=lambda scene: scene.stage == wanted, in_thread=True, streams=settings.stream
+            "decode_scene",
+            build,
+            accepts=lambda scene: scene.stage == wanted,
+            answers=lambda output: output.final,
+            in_thread=True,
+            streams=settings.stream,
+            time_bounded=False,
         )
     ]

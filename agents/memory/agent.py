@@ -73,9 +73,14 @@ def stages(settings: Settings) -> list[StageSpec]:
             "remember_scene",
             lambda s, r: RememberScene(shared_memory(s, r)),
             accepts=lambda scene: scene.stage == "formed",
+            answers=lambda scene: scene.stage == "resonated",
             in_thread=True,
         ),
         StageSpec.of(
-            "link_answer", lambda s, r: LinkAnswer(shared_memory(s, r)), accepts=lambda out: out.final, in_thread=True
+            "link_answer",
+            lambda s, r: LinkAnswer(shared_memory(s, r)),
+            accepts=lambda out: out.final,
+            answers=lambda event: event.event == "linked",
+            in_thread=True,
         ),
     ]

@@ -33,4 +33,6 @@ def build(settings: Settings, resources: Resources) -> BuildSceneFromTokens:
 
 
 def stages(settings: Settings) -> list[StageSpec]:
-    return [StageSpec.of("build_scene_from_tokens", build, in_thread=True)]
+    return [
+        StageSpec.of("build_scene_from_tokens", build, in_thread=True, answers=lambda scene: scene.stage == "formed")
+    ]

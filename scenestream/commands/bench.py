@@ -1,4 +1,4 @@
-"""Benchmarks: ``scenestream bench transport|scene|decoder|quality|memory|e2e|lora|gpu [--json]``.
+"""Benchmarks: ``scenestream bench transport|scene|decoder|quality|memory|e2e|lora|gpu|chaos [--json]``.
 
 The measurements live in ``ops/bench_*.py``; with ``--json`` a command prints the report as one JSON
 document (progress on stderr), without it a short rendering of the main figures: the ops module's
@@ -379,3 +379,50 @@ def bench_e2e(
     with progress_to_stderr():
         report = run_e2e_bench(offered, seconds, asks, progress=not as_json)
     _show(report, as_json, render_e2e)
+
+
+def render_chaos(report: dict) -> Any:
+    summary = _table("figure", "measured", "target", title="chaos: SIGKILLs under load")
+    targets = report["targets"]
+    summary.add_row("messages / kills", f"{report['messages']} / {report['kills']}", "")
+    summary.add_row("lost", str(report["lost"]), str(targets["lost"]))
+    for name, count in report["duplicated_ids"].items():
+        summary.add_row(f"duplicated ids: {name}", f"{count} ({report['extra_copies'][name]} extra)", "0")
+    summary.add_row("dead-lettered", ", ".join(f"{k} {v}" for k, v in report["dead_lettered"].items()), "")
+    summary.add_row("archive count", _num(report["archive_count"], "d"), str(report["messages"]))
+    summary.add_row(
+        "survivors' pause p50 / max (s)",
+        f"{_num(report['survivors_pause_p50_s'], '.2f')} / {_num(report['survivors_pause_max_s'], '.2f')}",
+        f"≤ {targets['survivors_pause_s']}",
+    )
+    summary.add_row(
+        "killed partitions served again p50 / max (s)",
+        f"{_num(report['served_again_p50_s'], '.2f')} / {_num(report['served_again_max_s'], '.2f')}",
+        f"≤ {targets['served_again_s']}",
+    )
+    return summary
+
+
+@bench_app.command("chaos")
+def bench_chaos(
+    as_json: bool = json_option(JSON_HELP),
+    messages: int = typer.Option(2000, min=1, help="Messages published at the steady rate."),
+    rate: float = typer.Option(20.0, min=0.1, help="Messages per second."),
+    workers: int = typer.Option(2, min=1, help="Workers of the killable stages (tokenizer and scene)."),
+    kill_every: str = typer.Option("10-20", help="Seconds between two kills: MIN-MAX (a random time in it)."),
+    kills: Optional[int] = typer.Option(None, min=0, help="Stop killing after this many (default: until the end)."),
+    memory: bool = typer.Option(True, help="Run the memory stage too (one worker) and count its archive."),
+    seed: int = typer.Option(0, help="Seed of the kill schedule and victims."),
+) -> None:
+    """SIGKILL a worker every few seconds under a steady load and restart it: lost, duplicated per topic,
+    dead-lettered, the surviving workers' pause and the time until the killed worker's partitions are served."""
+    from scenestream.ops.bench_chaos import run_chaos
+
+    low, _, high = kill_every.partition("-")
+    try:
+        every = (float(low), float(high or low))
+    except ValueError:
+        fail(f"--kill-every takes MIN-MAX seconds, got {kill_every!r}", 2)
+    with progress_to_stderr():
+        report = run_chaos(messages, rate, workers, every, kills, memory, seed, progress=not as_json)
+    _show(report, as_json, render_chaos)

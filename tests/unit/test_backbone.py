@@ -40,6 +40,11 @@ class Upper:
         pass
 
 
+async def no_history(topic, partition, most):
+    """The tail of an output topic that holds nothing yet (no broker in the unit tier)."""
+    return []
+
+
 def event(value, offset):
     return SimpleNamespace(message=SimpleNamespace(topic="raw-text", partition=0, offset=offset, key=b"s", value=value))
 
@@ -53,7 +58,7 @@ def good(text, mid):
 
 
 def test_plan_routes_results_and_dead_letters_in_order():
-    runner = StageRunner(spec(), Settings(), FakeProducer())
+    runner = StageRunner(spec(), Settings(), FakeProducer(), tail=no_history)
     events = [
         event(good("a", "m1"), 0),
         event(b"\xc1junk", 1),
@@ -74,7 +79,7 @@ def test_plan_routes_results_and_dead_letters_in_order():
 
 def test_batch_is_acked_only_after_delivery_even_when_sends_fail_first():
     producer = FakeProducer(fail_first=2)
-    runner = StageRunner(spec(), Settings(), producer)
+    runner = StageRunner(spec(), Settings(), producer, tail=no_history)
     acked = []
 
     class Stream:
@@ -99,7 +104,7 @@ def test_records_a_stage_does_not_accept_are_acked_without_output():
         build=lambda s, r: Upper(),
         accepts=lambda record: record.source != "replay",
     )
-    runner = StageRunner(s, Settings(), FakeProducer())
+    runner = StageRunner(s, Settings(), FakeProducer(), tail=no_history)
     skipped = encode(RawText(message_id="m", session_id="s", text="x", source="replay"))
     assert runner.plan([event(skipped, 0)]) == []
 
@@ -142,7 +147,7 @@ def test_streamed_records_go_first_keyed_like_their_input_and_are_confirmed_befo
         in_thread=True,
         streams=True,
     )
-    runner = StageRunner(stream_spec, Settings(), producer)
+    runner = StageRunner(stream_spec, Settings(), producer, tail=no_history)
     acked = []
 
     class Stream:
@@ -209,7 +214,7 @@ def test_a_result_that_can_never_be_sent_dead_letters_its_input_and_the_batch_go
     double = StageSpec(
         name="upper", agent="upper_raw_text", source=RAW_TEXT, sinks=(TOKENS,), build=lambda s, r: Double()
     )
-    runner = StageRunner(double, Settings(), producer)
+    runner = StageRunner(double, Settings(), producer, tail=no_history)
     acked = handle(runner, [event(good("a", "m1"), 0), event(good("x" * 700, "m2"), 1), event(good("b", "m3"), 2)])
     assert acked == [0, 1, 2]
     sent = [
@@ -228,7 +233,7 @@ def test_a_dead_letter_over_the_limit_goes_truncated_with_size_and_hash():
     import hashlib
 
     producer = PickyProducer(limit=1600)
-    runner = StageRunner(spec(), Settings(), producer)
+    runner = StageRunner(spec(), Settings(), producer, tail=no_history)
     big = good("y" * 3000, "m1")
     assert handle(runner, [event(big, 0)]) == [0]
     ((topic, _k, value),) = producer.sent
@@ -242,7 +247,7 @@ def test_when_not_even_the_truncated_dead_letter_fits_the_stage_stops_without_ac
     from scenestream.backbone import StageStopped
 
     producer = PickyProducer(limit=300)
-    runner = StageRunner(spec(), Settings(), producer)
+    runner = StageRunner(spec(), Settings(), producer, tail=no_history)
     with pytest.raises(StageStopped, match="cannot be delivered"):
         handle(runner, [event(good("z" * 600, "m1"), 0)])
     assert producer.sent == []
@@ -250,7 +255,7 @@ def test_when_not_even_the_truncated_dead_letter_fits_the_stage_stops_without_ac
 
 def test_retries_resend_only_what_failed():
     producer = PickyProducer(limit=10_000, flaky={"tokens"})
-    runner = StageRunner(spec(), Settings(), producer)
+    runner = StageRunner(spec(), Settings(), producer, tail=no_history)
     assert handle(runner, [event(good("a", "m1"), 0), event(good("b", "m2"), 1)]) == [0, 1]
     texts = [decode(value, RawText).text for _t, _k, value in producer.sent]
     assert sorted(texts) == ["A", "B"]  # each exactly once
@@ -278,3 +283,51 @@ def test_errors_are_sorted_into_retriable_and_permanent():
         TimeoutError(),
     ):
         assert not is_permanent(exc), exc
+
+
+def test_an_input_answered_before_is_acked_without_a_second_answer():
+    producer = FakeProducer()
+    runner = StageRunner(spec(), Settings(), producer, tail=no_history)
+    acked = handle(runner, [event(good("a", "m1"), 0), event(good("a", "m1"), 1), event(good("b", "m2"), 2)])
+    assert acked == [0, 1, 2]
+    assert [decode(v, RawText).message_id for _t, _k, v in producer.sent] == ["m1", "m2"]
+    assert runner.answered.skipped == 1
+
+
+def test_after_a_restart_the_answers_on_the_output_topic_are_read_back():
+    answered_before = [encode(RawText(message_id="m1", session_id="s", text="A"))]
+    reads = []
+
+    async def tail(topic, partition, most):
+        reads.append((topic, partition, most))
+        return answered_before
+
+    from scenestream.topics import TopicDecl
+
+    # Upper writes RawText records: its output topic's schema, for reading its answers back
+    upper = StageSpec(
+        name="upper",
+        agent="upper_raw_text",
+        source=RAW_TEXT,
+        sinks=(TopicDecl("tokens", RawText),),
+        build=lambda s, r: Upper(),
+    )
+    producer = FakeProducer()
+    runner = StageRunner(upper, Settings(dedup_window=50), producer, tail=tail)
+    # a restarted worker reads offsets 0-1 again: m1 was answered before the crash, m2 was not
+    assert handle(runner, [event(good("a", "m1"), 0), event(good("b", "m2"), 1)]) == [0, 1]
+    assert reads == [("tokens", 0, 50)]
+    assert [decode(v, RawText).message_id for _t, _k, v in producer.sent] == ["m2"]
+    handle(runner, [event(good("c", "m3"), 2)])  # the continuation: nothing to read back
+    assert len(reads) == 1
+    handle(runner, [event(good("a", "m1"), 0)])  # a rewind (the partition came back after a rebalance)
+    assert len(reads) == 2
+
+
+def test_the_memory_of_answered_ids_is_bounded():
+    from scenestream.answered import RecentIds
+
+    ids = RecentIds(3)
+    for i in range(5):
+        ids.add(f"m{i}")
+    assert len(ids) == 3 and "m0" not in ids and "m4" in ids

@@ -125,6 +125,7 @@ def room(module: str) -> str:
         ("scenestream.settings", "base"),
         ("scenestream.topology", "base"),
         ("scenestream.backbone", "backbone"),
+        ("scenestream.answered", "backbone"),
         ("scenestream.app", "backbone"),
     )
     for prefix, name in rooms:

@@ -76,3 +76,18 @@ def test_every_package_directory_is_installed():
             rel = init.parent.relative_to(ROOT / top)
             found.add(".".join([package, *rel.parts]))
     assert found == listed
+
+
+def test_producers_are_idempotent_with_acks_all_except_on_a_loopback_broker():
+    import pytest
+
+    from scenestream.settings import Settings
+
+    cluster = Settings(broker="kafka://kafka-1:9092,kafka-2:9092")
+    assert cluster.producer_acks == "all" and cluster.idempotent_producer
+    assert not Settings(broker="kafka://127.0.0.1:9092").idempotent_producer  # the embedded Tansu lacks it
+    assert Settings(broker="kafka://127.0.0.1:9092", producer_idempotence="on").idempotent_producer
+    assert not Settings(broker="kafka://kafka-1:9092", producer_idempotence="off").idempotent_producer
+    assert not Settings(broker="kafka://kafka-1:9092", producer_acks="1").idempotent_producer
+    with pytest.raises(ValueError, match="needs SCENESTREAM_PRODUCER_ACKS=all"):
+        Settings(producer_idempotence="on", producer_acks="1")
