@@ -52,7 +52,7 @@ TEXTS = [
 ]
 
 
-def _env(settings: Settings, data_dir: Path) -> dict:
+def _env(settings: Settings, data_dir: Path, name: str | None = None) -> dict:
     env = dict(os.environ)
     env.update(
         SCENESTREAM_BROKER=settings.broker,
@@ -61,6 +61,8 @@ def _env(settings: Settings, data_dir: Path) -> dict:
         SCENESTREAM_DATA_DIR=str(data_dir),
         SCENESTREAM_LOG_LEVEL="WARNING",
     )
+    if name is not None:
+        env["SCENESTREAM_WORKER_NAME"] = name
     return env
 
 
@@ -150,6 +152,7 @@ def _kill_effects(rows: list, kills: list[tuple[float, int]], origin: float, win
                 "killed_pid": pid,
                 "partitions_of_the_killed": sorted(owned),
                 "survivors_longest_pause_s": round(max(pauses), 2) if pauses else None,
+                "served_again_by_partition_s": {p: round(served[p], 2) if p in served else None for p in sorted(owned)},
                 "partitions_served_again_s": round(max(served.values()), 2)
                 if owned and len(served) == len(owned)
                 else None,
@@ -185,6 +188,7 @@ def run_chaos(
     kills: int | None = None,
     memory: bool = True,
     seed: int = 0,
+    static: bool = False,
     drain_s: float = 120.0,
     progress: bool = True,
 ) -> dict:
@@ -204,17 +208,18 @@ def run_chaos(
         asyncio.run(create_topics(settings))
         killable = "tokenizer,scene"
 
-        def start_worker(stages: str, data_dir: Path) -> subprocess.Popen:
+        def start_worker(stages: str, data_dir: Path, name: str | None = None) -> subprocess.Popen:
             proc = subprocess.Popen(
                 CLI + ["run", "--stages", stages],
-                env=_env(settings, data_dir),
+                env=_env(settings, data_dir, name if static else None),
                 stdout=subprocess.DEVNULL,
                 stderr=open(tmp / f"worker-{len(procs)}.log", "w"),  # noqa: SIM115 - the process keeps it
             )
             procs.append(proc)
             return proc
 
-        live = [start_worker(killable, tmp / f"w{i}") for i in range(workers)]
+        live = [start_worker(killable, tmp / f"w{i}", f"w{i}") for i in range(workers)]
+        names = {proc.pid: f"w{i}" for i, proc in enumerate(live)}
         if memory:
             start_worker("memory", tmp / "memory")
         records = [
@@ -250,7 +255,10 @@ def run_chaos(
                     victim.wait()
                     killed.append((time.monotonic(), victim.pid))
                     say(f"killed worker {victim.pid} at {time.monotonic() - started:.1f} s; starting another")
-                    live.append(start_worker(killable, tmp / f"w{len(procs)}"))
+                    # the replacement takes the killed worker's name (static membership, --static)
+                    replacement = start_worker(killable, tmp / f"w{len(procs)}", names[victim.pid])
+                    names[replacement.pid] = names[victim.pid]
+                    live.append(replacement)
                 await publisher
                 last = "scenes"
                 final = (lambda s: s.stage == "resonated") if memory else (lambda s: s.stage == "formed")
@@ -305,6 +313,7 @@ def run_chaos(
         "messages": messages,
         "rate_per_s": rate,
         "workers": workers,
+        "static_membership": static,
         "kills": len(outcome["killed"]),
         "lost": len(wanted - set(last)),
         "duplicated_ids": {name: sum(1 for n in ids.values() if n > 1) for name, ids in topics.items()},

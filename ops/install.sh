@@ -52,4 +52,14 @@ if [ -n "$missing" ]; then
     echo "for spoken answers and PNG pictures: sudo apt-get install $missing" >&2
   fi
 fi
+# the embedded broker's disk storage (SCENESTREAM_BROKER_STORAGE=disk): s3rver, an S3-compatible file server from npm,
+# under Tansu's s3:// engine; into the virtual environment, where scenestream looks for it
+if [ ! -x .venv/s3rver/node_modules/.bin/s3rver ]; then
+  if command -v npm >/dev/null; then
+    npm install --silent --no-audit --no-fund --prefix .venv/s3rver s3rver@3.7.1 >/dev/null 2>&1 ||
+      echo "s3rver did not install: the embedded broker can keep messages in memory only" >&2
+  else
+    echo "for the embedded broker's disk storage: install Node.js and npm, then run this again" >&2
+  fi
+fi
 .venv/bin/scenestream setup

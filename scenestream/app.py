@@ -187,6 +187,8 @@ def create_app(settings: Settings, name: str | None = None) -> App:
         broker_commit_every=10_000,
         broker_session_timeout=settings.session_timeout_s,
         broker_rebalance_timeout=settings.rebalance_timeout_s,
+        # static membership: a worker restarted under the same name takes its partitions back without a rebalance
+        consumer_group_instance_id=f"{settings.app_id}-{settings.worker_name}" if settings.worker_name else None,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         producer_linger_ms=settings.producer_linger_ms,
         stream_ack_exceptions=False,

@@ -26,7 +26,7 @@ async def connected_stack(settings: Settings) -> AsyncIterator[tuple[Settings, s
     if connected is not None:
         yield connected, "cluster" if settings.broker else "running"
         return
-    with EmbeddedBroker() as broker:
+    with EmbeddedBroker.from_settings(settings) as broker:
         s = settings.model_copy(update={"broker": broker.url})
         async with running_worker(s, select_stages(None, s)):
             yield s, "embedded"

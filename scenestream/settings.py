@@ -42,6 +42,13 @@ class Settings(BaseSettings):
     ssl_certfile: Optional[Path] = Field(None, description="Client certificate for SSL.")
     ssl_keyfile: Optional[Path] = Field(None, description="Client key for SSL.")
 
+    broker_storage: Literal["memory", "disk"] = Field(
+        "memory",
+        description="Where the embedded broker keeps messages: memory (lost when it stops or crashes) or disk "
+        "(Tansu's s3 storage over s3rver, files under SCENESTREAM_DATA_DIR/broker: acknowledged messages survive "
+        "a crash). A real Kafka cluster (SCENESTREAM_BROKER) is durable by replication.",
+    )
+
     # --- topology ---------------------------------------------------------
     app_id: str = Field("scenestream", description="Consumer-group id prefix of the workers.")
     topic_prefix: str = Field("", description="Prefix for every topic name (isolates tenants, test runs, replays).")
@@ -102,6 +109,12 @@ class Settings(BaseSettings):
         gt=0,
         description="Consumer-group session timeout (6 s is the least Kafka allows by default; "
         "Tansu holds a join for about half of it, so it bounds how fast a worker starts).",
+    )
+    worker_name: Optional[str] = Field(
+        None,
+        description="A stable name for this worker (static group membership): restarted under the same name "
+        "within the session timeout, it takes its partitions back without a rebalance, so the other workers never "
+        "pause. Unique per running worker. Unset: a new member at every start.",
     )
     rebalance_timeout_s: float = Field(3.0, gt=0, description="How long a rebalance waits for members to rejoin.")
 

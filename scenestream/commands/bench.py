@@ -413,6 +413,11 @@ def bench_chaos(
     kills: Optional[int] = typer.Option(None, min=0, help="Stop killing after this many (default: until the end)."),
     memory: bool = typer.Option(True, help="Run the memory stage too (one worker) and count its archive."),
     seed: int = typer.Option(0, help="Seed of the kill schedule and victims."),
+    static: bool = typer.Option(
+        False,
+        help="Workers with stable names (static membership; a replacement takes the killed worker's name). "
+        "On the embedded Tansu the replacement never gets the partitions back: for a Kafka cluster.",
+    ),
 ) -> None:
     """SIGKILL a worker every few seconds under a steady load and restart it: lost, duplicated per topic,
     dead-lettered, the surviving workers' pause and the time until the killed worker's partitions are served."""
@@ -424,5 +429,5 @@ def bench_chaos(
     except ValueError:
         fail(f"--kill-every takes MIN-MAX seconds, got {kill_every!r}", 2)
     with progress_to_stderr():
-        report = run_chaos(messages, rate, workers, every, kills, memory, seed, progress=not as_json)
+        report = run_chaos(messages, rate, workers, every, kills, memory, seed, static, progress=not as_json)
     _show(report, as_json, render_chaos)

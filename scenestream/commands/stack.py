@@ -51,7 +51,8 @@ def broker(
 ) -> None:
     """Run the embedded Tansu broker alone (for other processes) until Ctrl-C; prints its address on stderr.
 
-    It keeps messages in memory only: what it holds is gone when it stops (a real Kafka cluster is durable)."""
+    SCENESTREAM_BROKER_STORAGE=memory (the default) keeps messages in memory: gone when it stops or crashes;
+    disk keeps them under SCENESTREAM_DATA_DIR/broker (Tansu's s3 engine over s3rver)."""
     from scenestream.broker import EmbeddedBroker, publish_address, withdraw_address
     from scenestream.topics import create_topics
 
@@ -59,7 +60,7 @@ def broker(
     # "until Ctrl-C" must hold however the broker was started, from its start on
     signal.signal(signal.SIGINT, signal.default_int_handler)
     s = get_settings()
-    with EmbeddedBroker(port=port) as embedded:
+    with EmbeddedBroker.from_settings(s, port=port) as embedded:
         s = s.model_copy(update={"broker": embedded.url})
         asyncio.run(create_topics(s))
         publish_address(s, embedded.url, role="broker")

@@ -101,3 +101,52 @@ def test_the_broker_listens_on_the_port_asked_for(tmp_path):
         proc.kill()
         proc.wait()
         wait_gone(tansu, timeout=1.0)
+
+
+def test_with_disk_storage_acknowledged_messages_survive_a_broker_crash(tmp_path):
+    """SCENESTREAM_BROKER_STORAGE=disk: Tansu's s3 engine over s3rver keeps what it acknowledged through a SIGKILL."""
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+    from scenestream.topics import RAW_TEXT, create_topics
+
+    settings = Settings(data_dir=tmp_path, broker_storage="disk")
+
+    async def produce(url):
+        s = settings.model_copy(update={"broker": url})
+        await create_topics(s)
+        producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all")
+        await producer.start()
+        try:
+            sent = [await producer.send(RAW_TEXT.full_name(s), key=b"k", value=f"m{i}".encode()) for i in range(200)]
+            await asyncio.gather(*sent)
+        finally:
+            await producer.stop()
+
+    async def consume(url):
+        consumer = AIOKafkaConsumer(bootstrap_servers=url[len("kafka://") :])
+        await consumer.start()
+        try:
+            partitions = consumer.partitions_for_topic(RAW_TEXT.full_name(settings)) or set()
+            tps = [TopicPartition(RAW_TEXT.full_name(settings), p) for p in partitions]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            got, deadline = [], time.monotonic() + 15
+            while len(got) < 200 and time.monotonic() < deadline:
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    got += [r.value for r in records]
+            return got
+        finally:
+            await consumer.stop()
+
+    first = EmbeddedBroker.from_settings(settings).start()
+    try:
+        asyncio.run(produce(first.url))
+        first.process.send_signal(signal.SIGKILL)  # the broker crashes; its storage (s3rver's files) stays
+        first.process.wait()
+    finally:
+        first.stop()
+    with EmbeddedBroker.from_settings(settings) as second:
+        got = asyncio.run(consume(second.url))
+    assert sorted(got) == sorted(f"m{i}".encode() for i in range(200))

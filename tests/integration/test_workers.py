@@ -158,3 +158,41 @@ def test_ask_reports_a_refused_message_clearly(tmp_path):
     out = subprocess.run(CLI + ["ask", "   "], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 1
     assert "empty" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_worker_whose_broker_is_gone_stops_quickly_and_logs_little(tmp_path):
+    """The broker dies under a running worker: the worker logs a rate-limited handful of lines, and SIGTERM
+    ends it within SCENESTREAM_SHUTDOWN_TIMEOUT_S (it would otherwise wait out its clients' request timeouts)."""
+    import signal
+
+    from scenestream.broker import EmbeddedBroker
+    from scenestream.settings import Settings
+
+    broker = EmbeddedBroker().start()
+    s = Settings(broker=broker.url, topic_prefix="gone-", app_id="gone", data_dir=tmp_path)
+    asyncio.run(create_topics(s))
+    log = tmp_path / "worker.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen(
+            CLI + ["run", "--stages", "tokenizer"],
+            env=env_for(s, SCENESTREAM_LOG_LEVEL="INFO"),
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    try:
+        time.sleep(12)  # joined and running
+        assert proc.poll() is None, log.read_text()[-2000:]
+        broker.stop()  # the broker is gone
+        time.sleep(20)
+        asked = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        took = time.monotonic() - asked
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        broker.stop()
+    lines = log.read_text().splitlines()
+    errors = [line for line in lines if " ERROR " in line]
+    assert took <= 10.0, f"{took:.1f} s after SIGTERM"
+    assert len(errors) <= 60, f"{len(errors)} ERROR lines in 20 s without a broker:\n" + "\n".join(errors[-20:])

@@ -331,3 +331,15 @@ def test_the_memory_of_answered_ids_is_bounded():
     for i in range(5):
         ids.add(f"m{i}")
     assert len(ids) == 3 and "m0" not in ids and "m4" in ids
+
+
+def test_results_of_partitions_revoked_during_the_batch_are_not_sent_nor_acked():
+    producer = FakeProducer()
+    runner = StageRunner(spec(), Settings(), producer, tail=no_history)
+    runner.owns = lambda topic, partition: partition != 1  # a rebalance took partition 1 away meanwhile
+    moved = SimpleNamespace(
+        message=SimpleNamespace(topic="raw-text", partition=1, offset=0, key=b"s", value=good("b", "m2"))
+    )
+    acked = handle(runner, [event(good("a", "m1"), 0), moved])
+    assert acked == [0]
+    assert [decode(v, RawText).message_id for _t, _k, v in producer.sent] == ["m1"]
