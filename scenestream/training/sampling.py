@@ -12,8 +12,10 @@ many *training* texts, and only answers that
 
 * the router assigns to the register with at least ``min_weight``,
 * are finished (the model stopped on its own, within ``max_new_tokens``),
-* are in the text's language, and
-* do not loop (repeated word n-grams)
+* are in the text's language,
+* do not loop (repeated word n-grams), and
+* cite no source (``agents/decoder/answers.py``'s ``invented_sources``: the router reads citations as
+  "logical", so the first rounds kept "[1]" and "according to research")
 
 are kept, at most ``keep_per_text`` per text, the router's most confident
 first. Each kept row also records its ``topic``: the register the router reads the *text* as.
@@ -28,18 +30,16 @@ prompts of ``scenestream bench quality`` are never seen.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
+from scenestream.agents.decoder.answers import invented_sources, language_of, loops
 from scenestream.schemas.codec import read_jsonl
 from scenestream.schemas.records import REGISTERS
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SAMPLED = ROOT / "data" / "decoder" / "sampled"
-_CYRILLIC = re.compile(r"[А-Яа-яЁё]")
-_LATIN = re.compile(r"[A-Za-z]")
 
 
 @dataclass(frozen=True)
@@ -68,18 +68,6 @@ def training_texts(root: Path = ROOT) -> list[dict]:
     return texts
 
 
-def language_of(text: str) -> str:
-    """``ru`` where Cyrillic letters outnumber Latin ones, else ``en``."""
-    return "ru" if len(_CYRILLIC.findall(text)) > len(_LATIN.findall(text)) else "en"
-
-
-def loops(text: str, n: int = 4) -> bool:
-    """True when some word n-gram occurs twice: the small base model's way of going round in circles."""
-    words = re.findall(r"\w+", text.lower())
-    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
-    return len(grams) != len(set(grams))
-
-
 def acceptable(answer: str, lang: str, finished: bool) -> Optional[str]:
     """Why a sampled answer is refused before the router reads it, or None when it may be kept."""
     if not finished:
@@ -90,6 +78,8 @@ def acceptable(answer: str, lang: str, finished: bool) -> Optional[str]:
         return "wrong language"
     if loops(answer):
         return "loops"
+    if invented_sources(answer):  # a 270M model cites nothing it can know (agents/decoder/answers.py's patterns)
+        return "invented sources"
     return None
 
 

@@ -194,3 +194,13 @@ def test_sample_answers_needs_the_registers_adapter():
     engine.adapters = {}
     with pytest.raises(RuntimeError, match="no logician adapter"):
         sample_answers(SampleConfig(register="logician"), engine, [{"text": "x", "lang": "en"}])
+
+
+def test_sampled_answers_that_invent_sources_are_refused():
+    from scenestream.training.sampling import acceptable
+
+    assert (
+        acceptable("According to research, sleep comes in cycles of ninety minutes.", "en", True) == "invented sources"
+    )
+    assert acceptable("По данным ВОЗ, взрослому нужно спать семь часов.", "ru", True) == "invented sources"
+    assert acceptable("Sleep comes in cycles, so waking between them feels easier.", "en", True) is None
