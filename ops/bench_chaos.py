@@ -83,13 +83,12 @@ class Observer:
         self.task: asyncio.Task | None = None
 
     async def start(self) -> None:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka import TopicPartition
 
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_servers, enable_auto_commit=False, fetch_max_wait_ms=10
-        )
-        await self.consumer.start()
-        await self.consumer._client.force_metadata_update()
+        from scenestream.kafka import start_reader
+
+        self.consumer = await start_reader(self.settings)
+        await self.consumer._client.force_metadata_update()  # the topics were created a moment ago
         prefix = self.settings.topic_prefix
         tps = [
             TopicPartition(prefix + name, p)

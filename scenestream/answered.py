@@ -24,6 +24,7 @@ import time
 from collections import OrderedDict
 from typing import Any, Callable, Iterable, Optional
 
+from scenestream.kafka import partitions_of, start_reader
 from scenestream.schemas.codec import SchemaError, decode
 from scenestream.schemas.records import Record
 from scenestream.settings import Settings
@@ -122,22 +123,12 @@ class KafkaTail:
         self.consumer: Any = None
 
     async def __call__(self, topic: str, partition: int, most: int) -> list[bytes]:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka import TopicPartition
 
         if self.consumer is None:
-            self.consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.settings.bootstrap_servers,
-                enable_auto_commit=False,
-                fetch_max_wait_ms=max(self.settings.fetch_max_wait_ms, 10),
-                **self.settings.kafka_auth(),
-            )
-            await self.consumer.start()
+            self.consumer = await start_reader(self.settings)
         tp = TopicPartition(topic, partition)
-        partitions = self.consumer.partitions_for_topic(topic)
-        if partitions is None:
-            await self.consumer._client.force_metadata_update()  # created a moment ago
-            partitions = self.consumer.partitions_for_topic(topic) or set()
-        if partition not in partitions:
+        if partition not in (await partitions_of(self.consumer, topic) or set()):
             return []  # an output topic with fewer partitions: nothing of this partition to read back
         self.consumer.assign([tp])
         end = (await self.consumer.end_offsets([tp]))[tp]

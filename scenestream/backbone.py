@@ -317,7 +317,8 @@ class StageRunner:
         # one output per input: inputs answered before are skipped (scenestream/answered.py)
         self.answered = Answered(settings, spec.sinks[0], spec.answers) if settings.dedup_window else None
         self.tail = tail if tail is not None else KafkaTail(settings)
-        self.owns: Callable[[str, int], bool] = lambda topic, partition: True  # attach() asks the consumer
+        # the partitions of a topic this worker's consumer holds now, None when unknown (attach() asks faust)
+        self.assigned: Callable[[str], Optional[set[int]]] = lambda topic: None
 
     async def start(self) -> None:
         if self.producer is None:
@@ -519,7 +520,8 @@ class StageRunner:
         if emit is not None:
             await asyncio.sleep(0)  # run the queueing callbacks the handler's thread left behind
             deliveries = await emit.enqueued()
-        revoked = {e.message.partition for e in events if not self.owns(e.message.topic, e.message.partition)}
+        held = self.assigned(events[0].message.topic) if events else None
+        revoked = {e.message.partition for e in events} - held if held is not None else set()
         if revoked:  # a rebalance gave them to another worker while this batch ran: its results are that
             # worker's to send (it reads back what was answered when it starts on them); nothing here is acked
             log.info(
@@ -567,13 +569,13 @@ def attach(app: Any, spec: StageSpec, settings: Settings, resources: Optional[Re
     """Register the stage's faust agent on ``app``; returns its runner."""
     runner = StageRunner(spec, settings, resources=resources)
 
-    def owns(topic: str, partition: int) -> bool:
+    def assigned(topic: str) -> Optional[set[int]]:
         try:
-            return any(tp.topic == topic and tp.partition == partition for tp in app.consumer.assignment())
-        except Exception:  # no consumer yet (starting): nothing was revoked
-            return True
+            return {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
+        except Exception:  # no consumer yet (starting): nothing known, nothing revoked
+            return None
 
-    runner.owns = owns
+    runner.assigned = assigned
     source = app.topic(spec.source.full_name(settings), value_type=bytes, key_type=bytes)
     bound = BatchBound(settings.batch_max, settings.batch_max_s if spec.time_bounded else None)
 

@@ -7,6 +7,7 @@ import time
 from typing import AsyncIterator, Callable, Mapping, Optional, Union
 
 from scenestream.backbone import start_producer
+from scenestream.kafka import partitions_of, start_reader
 from scenestream.schemas.codec import SchemaError, decode, encode, unpack
 from scenestream.schemas.records import RawText, Record, new_message_id
 from scenestream.settings import Settings
@@ -22,12 +23,13 @@ class TextRefused(ValueError):
 def check_size(text: str, settings: Settings) -> None:
     """Refuse a text over ``SCENESTREAM_MAX_TEXT_BYTES`` before it is published (the tokenizer stage would
     dead-letter it; one too large for the producer would not even be sent)."""
-    size = len(text.encode("utf-8", errors="surrogatepass"))
-    if size > settings.max_text_bytes:
-        raise TextRefused(
-            f"text is {size} bytes, over the limit of {settings.max_text_bytes} "
-            "(SCENESTREAM_MAX_TEXT_BYTES): not published"
-        )
+    from scenestream.agents.tokenizer.transform import InputError
+    from scenestream.agents.tokenizer.transform import check_size as tokenizer_check_size
+
+    try:
+        tokenizer_check_size(text, settings.max_text_bytes)
+    except InputError as exc:
+        raise TextRefused(f"{exc.reason} (SCENESTREAM_MAX_TEXT_BYTES): not published") from None
 
 
 def raw_text(text: str, session_id: Optional[str] = None, tenant: str = "default", source: str = "api") -> RawText:
@@ -55,20 +57,11 @@ async def read_topic(
     idle_timeout: float = 1.0,
 ) -> AsyncIterator[object]:
     """Every message of ``topic`` (all partitions, no consumer group), as aiokafka records."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import TopicPartition
 
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
-        enable_auto_commit=False,
-        fetch_max_wait_ms=max(settings.fetch_max_wait_ms, 10),
-        **settings.kafka_auth(),
-    )
-    await consumer.start()
+    consumer = await start_reader(settings)
     try:
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions is None:
-            await consumer._client.force_metadata_update()  # a topic created a moment ago
-            partitions = consumer.partitions_for_topic(topic)
+        partitions = await partitions_of(consumer, topic)
         if not partitions:
             raise KeyError(f"topic {topic!r} does not exist on {settings.broker}")
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
@@ -143,17 +136,10 @@ class Watcher:
         self.first_partial: dict[str, float] = {}
 
     async def start(self) -> None:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka import TopicPartition
 
-        s = self.settings
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.bootstrap_servers,
-            enable_auto_commit=False,
-            fetch_max_wait_ms=max(s.fetch_max_wait_ms, 10),
-            **s.kafka_auth(),
-        )
-        await self.consumer.start()
-        await self.consumer._client.force_metadata_update()
+        self.consumer = await start_reader(self.settings)
+        await self.consumer._client.force_metadata_update()  # every topic of the stack, created a moment ago
         tps = [
             TopicPartition(t, p)
             for t in [*self.topics, *self.dlqs]

@@ -25,6 +25,14 @@ class InputError(SchemaError):
     """A well-formed record whose text the tokenizer refuses (empty, too long)."""
 
 
+def check_size(text: str, max_bytes: int) -> None:
+    """Raise :class:`InputError` (``too_long``) for a text over ``max_bytes`` of UTF-8: the stage's rule, which
+    ``ingest`` and ``ask`` also apply before publishing."""
+    size = len(text.encode("utf-8", errors="surrogatepass"))
+    if size > max_bytes:
+        raise InputError(f"text is {size} bytes, over the limit of {max_bytes}", "too_long")
+
+
 def detect_lang(text: str) -> str:
     """ru / en by the dominant script of the letters; ``und`` when neither dominates."""
     cyr = lat = 0
@@ -78,9 +86,7 @@ class Tokenizer:
         """Raise :class:`InputError` for text the stage must not tokenize."""
         if not text or not text.strip():
             raise InputError("text is empty or whitespace only", "empty_text")
-        size = len(text.encode("utf-8", errors="surrogatepass"))
-        if size > self.max_text_bytes:
-            raise InputError(f"text is {size} bytes, over the limit of {self.max_text_bytes}", "too_long")
+        check_size(text, self.max_text_bytes)
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as exc:

@@ -126,6 +126,7 @@ def room(module: str) -> str:
         ("scenestream.topology", "base"),
         ("scenestream.backbone", "backbone"),
         ("scenestream.answered", "backbone"),
+        ("scenestream.kafka", "backbone"),
         ("scenestream.app", "backbone"),
     )
     for prefix, name in rooms:
