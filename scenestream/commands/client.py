@@ -1,12 +1,22 @@
 """Asking the pipeline: ``ask`` (the whole pipeline, streamed) and ``scene`` (LLM-free, no broker).
 
     scenestream ask "текст" [--session S] [--register R] [--json]
+    scenestream ask "текст" --image scene.svg --voice answer.wav --formula    # and the outputs beyond text
     scenestream scene "Почему я не чувствую шаг в себе?"        # one scene as one JSON document
+    scenestream scene "тишина" --image scene.png --formula       # + its picture, its formula line
     cat texts.jsonl | scenestream scene > scenes.jsonl          # {"text": ...} per line → one scene per line
+    cat texts.jsonl | scenestream scene --image out/s.svg       # + out/s-1.svg, out/s-2.svg, … (by input line)
 
 ``scene`` over stdin handles lines in order; a line that is not a JSON object with a non-empty
 ``text`` gives ``{"error": ..., "line": N}`` on its line and the command goes on. Lines already
 waiting on stdin are embedded together (one engine call).
+
+The outputs (scenestream.outputs): ``--image FILE`` (.svg or .png), ``--voice FILE`` (.wav or .ogg, ``ask``
+only) and ``--formula``. What can be checked cheaply is checked before any work: the suffix and the
+path by the option parser (exit 2), cairo for PNG and espeak-ng for the voice before the pipeline starts
+(exit 1). An output that fails after the work is done does not take the result with it: the answer and
+scene are printed (with --json the document has the output as null and ``errors: {output: reason}``),
+then one ``error: <output>: <reason>`` line per failed output on stderr, and the exit status is 1.
 """
 
 from __future__ import annotations
@@ -15,7 +25,8 @@ import asyncio
 import json
 import select
 import sys
-from typing import IO, TYPE_CHECKING, Iterator, Optional
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, NamedTuple, Optional
 
 import typer
 
@@ -23,7 +34,62 @@ from scenestream.commands.common import REGISTER_HELP, fail, json_option, print_
 from scenestream.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from scenestream.schemas.records import LoraOutput, RawText
+    from scenestream.schemas.records import LoraOutput, RawText, Scene
+
+
+# ------------------------------------------------------------------------------------------------- outputs
+
+
+def output_path(kind: str) -> Callable[[Any], Any]:
+    """The option parser's check of an output file: its suffix names a format of ``kind``, and it can be written
+    (a wrong one exits 2, before any work)."""
+
+    def check(value: Optional[Path]) -> Optional[Path]:
+        if value is None:
+            return None
+        from scenestream.outputs.files import check_target
+
+        try:
+            check_target(value, kind)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+        return value
+
+    return check
+
+
+def image_option(help: str) -> Any:
+    return typer.Option(None, "--image", metavar="FILE", callback=output_path("image"), help=help)
+
+
+def formula_option(help: str) -> Any:
+    return typer.Option(False, "--formula", help=help)
+
+
+def require_outputs(image: Optional[Path] = None, voice: Optional[Path] = None) -> None:
+    """Exit 1 now, before any work, when this machine cannot make an output asked for (cairo, espeak-ng)."""
+    from scenestream.outputs.files import OutputFailed, output_format, require_tools
+
+    try:
+        for kind, path in (("image", image), ("voice", voice)):
+            if path is not None:
+                require_tools(kind, output_format(path, kind))
+    except OutputFailed as exc:
+        fail(str(exc))
+
+
+def report_output_errors(errors: dict) -> None:
+    """One ``error: <output>: <reason>`` line on stderr per failed output, then exit 1 (none failed: nothing)."""
+    for kind, reason in errors.items():
+        typer.secho(f"error: {kind}: {reason}", err=True, fg=typer.colors.RED)
+    if errors:
+        raise typer.Exit(1)
+
+
+def render_outputs(fields: dict) -> str:
+    """The outputs made, as lines of ``ask``'s human view (a failed one is left out: its error says why)."""
+    labels = {"formula": "formula:", "image": "image:", "voice": "voice:"}
+    return "\n".join(f"{labels[kind]:<13}{value}" for kind, value in fields.items() if value is not None)
 
 
 # ----------------------------------------------------------------------------------------------------- ask
@@ -79,9 +145,28 @@ def ask(
     ),
     timeout: float = typer.Option(300.0, help="Seconds to wait for the answer."),
     register: Optional[str] = typer.Option(None, callback=register_choice, help=f"Force the adapter: {REGISTER_HELP}."),
+    image: Optional[Path] = image_option(
+        "Write the scene's field picture to FILE: .svg or .png, by the suffix (JSON: 'image', the path)."
+    ),
+    voice: Optional[Path] = typer.Option(
+        None,
+        "--voice",
+        metavar="FILE",
+        callback=output_path("voice"),
+        help="Write the answer spoken (espeak-ng, paced by the field) to FILE: .wav or .ogg, by the suffix "
+        "(JSON: 'voice', the path).",
+    ),
+    formula: bool = formula_option("Print the scene's formula line (JSON: 'formula')."),
 ) -> None:
     """One thought through the whole pipeline; uses a running stack or starts the embedded one. Without --json
-    the answer streams as it comes, then the scene and timings."""
+    the answer streams as it comes, then the scene and timings.
+
+    --image, --voice and --formula add the scene's picture, the answer spoken and the scene's formula line.
+    A wrong suffix or a path that cannot be written exits 2 before anything runs; a missing espeak-ng (or
+    cairo for .png) exits 1 before the pipeline starts. An output that fails after the answer came (a full
+    disk, espeak-ng failing) does not lose the answer: it is printed (in --json the output is null and
+    'errors' gives the reason), then one 'error: <output>: …' line on stderr, and the exit status is 1."""
+    require_outputs(image, voice)
     from scenestream.ask import ask_once
 
     streamed: list[str] = []
@@ -99,8 +184,16 @@ def ask(
         if streamed:
             typer.echo("")
         fail(f"{type(exc).__name__}: {exc}")
+    fields, errors = {}, {}
+    if image is not None or voice is not None or formula:
+        from scenestream.outputs.files import make_outputs
+
+        fields, errors = make_outputs(
+            result.get("scene"), result.get("output"), image=image, voice=voice, formula=formula
+        )
     if as_json:
-        print_json(result)
+        print_json({**result, **fields, **({"errors": errors} if errors else {})})
+        report_output_errors(errors)
         return
     output = result.get("output")
     so_far = "".join(streamed)
@@ -111,6 +204,9 @@ def ask(
         if streamed:
             typer.echo("")
         typer.echo(render(result))
+    if any(value is not None for value in fields.values()):
+        typer.echo(render_outputs(fields))
+    report_output_errors(errors)
 
 
 # --------------------------------------------------------------------------------------------------- scene
@@ -152,13 +248,42 @@ def _chunks(stream: IO[str], batch: int) -> Iterator[list[tuple[int, str]]]:
         yield chunk
 
 
-def run_lines(stream: IO[str], out: IO[str], settings: Settings) -> int:
-    """Scene per input line; returns the number of error lines."""
+class LinesDone(NamedTuple):
+    """What :func:`run_lines` did: ``errors`` input lines refused, ``failed_outputs`` scene lines whose
+    formula or image could not be made (their ``errors`` field says why)."""
+
+    errors: int
+    failed_outputs: int
+
+
+def scene_document(scene: Scene, image: Optional[Path] = None, formula: bool = False) -> tuple[dict, dict]:
+    """The scene as its JSON object with the outputs asked for (``formula``, ``image``: the path written;
+    a failed one is null and named in ``errors``), and the errors."""
+    from scenestream.schemas.codec import to_jsonable
+
+    doc = to_jsonable(scene)
+    if image is None and not formula:
+        return doc, {}
+    from scenestream.outputs.files import make_outputs
+
+    fields, errors = make_outputs(scene, image=image, formula=formula)
+    doc.update(fields)
+    if errors:
+        doc["errors"] = errors
+    return doc, errors
+
+
+def run_lines(
+    stream: IO[str], out: IO[str], settings: Settings, image: Optional[Path] = None, formula: bool = False
+) -> LinesDone:
+    """Scene per input line (with its ``formula``, and its picture written to ``image`` numbered by the input
+    line: ``s.svg`` → ``s-3.svg`` for line 3); returns the counts of refused lines and of failed outputs."""
     from scenestream.offline import BATCH, scene_path
+    from scenestream.outputs.files import numbered
     from scenestream.schemas.codec import SchemaError, to_json
 
     path = scene_path(settings)
-    errors = 0
+    errors = failed = 0
     for chunk in _chunks(stream, BATCH):
         slots: list[object] = []
         todo = []
@@ -174,17 +299,21 @@ def run_lines(stream: IO[str], out: IO[str], settings: Settings) -> int:
             except SchemaError as exc:
                 slots.append({"error": exc.reason, "line": lineno})
                 continue
-            slots.append(tokens)
+            slots.append((lineno, tokens))
             todo.append(tokens)
         scenes = iter(path.build(todo))
         for slot in slots:
             if isinstance(slot, dict):
                 errors += 1
                 out.write(json.dumps(slot, ensure_ascii=False) + "\n")
-            else:
-                out.write(to_json(next(scenes)) + "\n")
+                continue
+            lineno, _ = slot
+            picture = numbered(image, lineno) if image is not None else None
+            doc, failures = scene_document(next(scenes), picture, formula)
+            failed += bool(failures)
+            out.write(to_json(doc) + "\n")
         out.flush()
-    return errors
+    return LinesDone(errors, failed)
 
 
 def one_scene(text: str, settings: Settings):
@@ -196,18 +325,33 @@ def one_scene(text: str, settings: Settings):
 def scene(
     text: Optional[str] = typer.Argument(None, help="A text; without it, JSON lines with a 'text' field from stdin."),
     as_json: bool = json_option("Accepted for uniformity: the scene is a record and always prints as JSON."),
+    image: Optional[Path] = image_option(
+        "Write the scene's field picture to FILE: .svg or .png, by the suffix; the scene gets an 'image' field "
+        "(the path). Over stdin one picture per scene, numbered by its input line: s.svg → s-1.svg, s-2.svg, …"
+    ),
+    formula: bool = formula_option("Add the scene's formula line to the scene as a 'formula' field."),
 ) -> None:
     """LLM-free scene, no broker needed: TEXT → one scene as one JSON document; stdin is a stream, JSON lines in
-    → one scene (or {"error", "line"}) JSON line out per line, in order."""
+    → one scene (or {"error", "line"}) JSON line out per line, in order.
+
+    --image and --formula add the scene's picture and its formula line as fields of each scene. A wrong
+    suffix or a path that cannot be written exits 2, a .png without cairo exits 1, before any scene is made.
+    An output that fails later is null in its scene, named in the scene's 'errors', and makes the exit
+    status 1 (the scene is still printed; over stdin the other lines go on)."""
     from scenestream.schemas.codec import SchemaError
 
+    require_outputs(image)
     s = get_settings()
     if text is not None:
         try:
-            print_json(one_scene(text, s))
+            doc, errors = scene_document(one_scene(text, s), image, formula)
         except SchemaError as exc:
             fail(exc.reason, 2)
+        print_json(doc)
+        report_output_errors(errors)
         return
     if sys.stdin.isatty():
         typer.echo("reading JSON lines from stdin (Ctrl-D to end)…", err=True)
-    run_lines(sys.stdin, sys.stdout, s)
+    done = run_lines(sys.stdin, sys.stdout, s, image, formula)
+    if done.failed_outputs:
+        fail(f"{done.failed_outputs} scene(s) lack an output asked for: their 'errors' field says why")

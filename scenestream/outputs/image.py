@@ -1,6 +1,6 @@
 """The scene's field drawn as a picture: an SVG, and the same SVG as PNG.
 
-    from scenestream.outputs.image import scene_svg, scene_png
+    from scenestream.outputs.image import require_png, scene_png, scene_svg
 
     Path("scene.svg").write_text(scene_svg(scene), encoding="utf-8")
     Path("scene.png").write_bytes(scene_png(scene, scale=2))   # 1520×940 pixels
@@ -91,17 +91,25 @@ def scene_png(scene: Scene, scale: float = 1.0, threshold: float = ACTIVE_WEIGHT
     """
     if not scale > 0:
         raise ValueError(f"scale must be positive, got {scale}")
+    return require_png().svg2png(bytestring=scene_svg(scene, threshold).encode("utf-8"), scale=scale)
+
+
+class ImageUnavailable(RuntimeError):
+    """What rendering a PNG needs is not installed (the message says how to install it)."""
+
+
+def require_png():
+    """cairosvg, once it is known to load (with the system's libcairo); else :class:`ImageUnavailable`.
+
+    Cheap: callers check it before long work whose scene they mean to draw as PNG.
+    """
     try:
         import cairosvg  # lazy: only PNG needs it (and it loads the system's libcairo)
     except ImportError as exc:
         raise ImageUnavailable("PNG needs cairosvg: pip install cairosvg") from exc
     except OSError as exc:  # cairocffi found no libcairo
         raise ImageUnavailable(f"PNG needs the cairo library: apt-get install libcairo2 ({exc})") from exc
-    return cairosvg.svg2png(bytestring=scene_svg(scene, threshold).encode("utf-8"), scale=scale)
-
-
-class ImageUnavailable(RuntimeError):
-    """What rendering a PNG needs is not installed (the message says how to install it)."""
+    return cairosvg
 
 
 def _header(scene: Scene) -> list[str]:

@@ -1,10 +1,11 @@
 """The answer spoken: offline speech by espeak-ng (Russian and English), paced by the scene's field.
 
-    from scenestream.outputs.voice import speak, speak_answer, voice_params
+    from scenestream.outputs.voice import require_speech, speak, speak_answer, voice_params
 
     wav = speak("Тишина отвечает дрожью.", "ru", scene.field)           # WAV bytes (mono, 16-bit, 22050 Hz)
     ogg = speak("Silence answers.", "en", scene.field, fmt="ogg")        # Ogg Vorbis bytes
     ogg = speak_answer(output, scene, fmt="ogg")                         # a LoraOutput in its scene's voice
+    require_speech("ogg")                                                # SpeechUnavailable now, not after work
     voice_params("ru", {"valence": 0.2, "arousal": 0.7, "tension": 0.3, "rhythm": "staccato"})
     # {'voice': 'ru', 'speed': 212, 'pitch': 54, 'gap': 3}: what espeak-ng gets (-v, -s, -p, -g)
 
@@ -82,9 +83,7 @@ def speak(text: str, lang: str, field: SceneField | Mapping | None = None, fmt: 
         raise ValueError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
     if not text.strip():
         raise ValueError("nothing to speak: the text is blank")
-    program = shutil.which(ESPEAK)
-    if program is None:
-        raise SpeechUnavailable(f"speech needs {ESPEAK}, which is not on PATH: apt-get install espeak-ng")
+    program = require_speech(fmt)
     params = voice_params(lang, field)
     # -b 1: the text is UTF-8
     options = {"-v": params["voice"], "-s": params["speed"], "-p": params["pitch"], "-g": params["gap"], "-b": 1}
@@ -100,6 +99,22 @@ def speak(text: str, lang: str, field: SceneField | Mapping | None = None, fmt: 
         raise SpeechFailed(f"{ESPEAK} exited with {done.returncode}: {done.stderr.decode(errors='replace').strip()}")
     wav = _sized_wav(done.stdout)
     return wav if fmt == "wav" else _ogg_vorbis(wav)
+
+
+def require_speech(fmt: str = "wav") -> str:
+    """The path of espeak-ng, once it is known that ``fmt`` ("wav" or "ogg") can be spoken on this machine.
+
+    Cheap (no speech): callers check it before long work whose result they mean to speak. Raises ValueError
+    for an unknown format, :class:`SpeechUnavailable` naming what to install.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
+    program = shutil.which(ESPEAK)
+    if program is None:
+        raise SpeechUnavailable(f"speech needs {ESPEAK}, which is not on PATH: apt-get install espeak-ng")
+    if fmt == "ogg":
+        _soundfile()
+    return program
 
 
 def speak_answer(output: LoraOutput, scene: Scene, fmt: str = "wav") -> bytes:
@@ -139,9 +154,9 @@ def _sized_wav(stream: bytes) -> bytes:
     return out.getvalue()
 
 
-def _ogg_vorbis(wav_bytes: bytes) -> bytes:
+def _soundfile():
+    """soundfile, once it is known to encode Ogg Vorbis (else :class:`SpeechUnavailable`)."""
     try:
-        import numpy as np
         import soundfile
     except ImportError as exc:
         raise SpeechUnavailable("Ogg needs soundfile (its wheel bundles libsndfile): pip install soundfile") from exc
@@ -152,6 +167,13 @@ def _ogg_vorbis(wav_bytes: bytes) -> bytes:
             f"this libsndfile ({soundfile.__libsndfile_version__}) cannot encode Ogg Vorbis: "
             "pip install --upgrade soundfile"
         )
+    return soundfile
+
+
+def _ogg_vorbis(wav_bytes: bytes) -> bytes:
+    import numpy as np
+
+    soundfile = _soundfile()
     with wave.open(io.BytesIO(wav_bytes)) as wav:
         if wav.getsampwidth() != 2:
             raise SpeechFailed(f"{ESPEAK} wrote {8 * wav.getsampwidth()}-bit samples; Ogg encoding expects 16")

@@ -2,8 +2,11 @@
 
 import io
 import json
+import os
 import subprocess
 import sys
+
+import pytest
 
 from scenestream.commands.client import run_lines
 from scenestream.settings import Settings
@@ -20,9 +23,10 @@ def test_json_lines_in_order_with_errors_inline():
         json.dumps({"text": "The tide pulls the moon's silver thread", "message_id": "given-id"}),
     ]
     out = io.StringIO()
-    errors = run_lines(io.StringIO("\n".join(lines) + "\n"), out, Settings())
+    done = run_lines(io.StringIO("\n".join(lines) + "\n"), out, Settings())
     rows = [json.loads(line) for line in out.getvalue().splitlines()]
-    assert len(rows) == len(lines) and errors == 5
+    assert len(rows) == len(lines) and done == (5, 0) and done.errors == 5
+    assert not any("formula" in r or "image" in r for r in rows)  # no outputs asked for, none added
     assert rows[0]["lang"] == "ru" and rows[0]["linkage"].count("·") == 2
     assert [r.get("line") for r in rows[1:6]] == [2, 3, 4, 5, 6]
     assert "invalid JSON" in rows[1]["error"] and "text" in rows[2]["error"]
@@ -83,8 +87,9 @@ def test_scene_over_stdin_prints_json_lines():
     assert [r.get("lang") for r in rows] == ["en", None, "ru"] and rows[1]["line"] == 2
 
 
-def fake_ask(monkeypatch, pieces):
-    """ask_once replaced: it streams ``pieces`` and answers with their join, on a real scene."""
+def fake_ask(monkeypatch, pieces, during=None):
+    """ask_once replaced: it streams ``pieces`` and answers with their join, on a real scene; ``during()`` is
+    called while the "pipeline" runs (the world changing under it)."""
     import types
 
     from scenestream.commands.client import one_scene
@@ -105,6 +110,8 @@ def fake_ask(monkeypatch, pieces):
 
     async def ask_once(text, session, timeout, register=None, on_piece=None):
         assert register == "poet"
+        if during is not None:
+            during()
         for seq, piece in enumerate(pieces):
             if on_piece:
                 on_piece(LoraOutput(**answer, text=piece, final=False, seq=seq))
@@ -148,3 +155,191 @@ def test_render_without_an_answer():
         {"message_id": "m", "session_id": "s", "stack": "running", "scene": None, "timings": {"pipeline_ms": 12.0}}
     )
     assert text == "message m  session s  (running stack, 12 ms through the pipeline)"
+
+
+# --- the outputs: --image, --voice, --formula (no broker: ask_once is replaced, scene is LLM-free) -------------
+
+SVG = "{http://www.w3.org/2000/svg}svg"
+
+
+def invoke(args, input=None):
+    from typer.testing import CliRunner
+
+    from scenestream.cli import app
+
+    return CliRunner().invoke(app, args, input=input)
+
+
+def flat(text: str) -> str:
+    """The parser's message as one line: rich's error box and its line breaks taken out."""
+    return " ".join(text.replace("│", " ").split())
+
+
+def refuse(monkeypatch, name):
+    """``name``, the module that does the command's work, fails the test when touched."""
+    import types
+
+    class Refusing(types.ModuleType):
+        def __getattr__(self, attr):
+            raise AssertionError(f"{name}.{attr} was reached: the command did work before refusing")
+
+    monkeypatch.setitem(sys.modules, name, Refusing(name))
+
+
+def wav_seconds(path) -> float:
+    import wave
+
+    with wave.open(str(path)) as wav:
+        assert wav.getnchannels() == 1 and wav.getsampwidth() == 2
+        return wav.getnframes() / wav.getframerate()
+
+
+@pytest.mark.parametrize(
+    "options, said",
+    [
+        (["--image", "{tmp}/scene.jpg"], "'.jpg'"),
+        (["--image", "{tmp}/scene"], "no suffix"),
+        (["--voice", "{tmp}/answer.mp3"], ".wav or .ogg"),
+        (["--voice", "{tmp}/answer.svg"], "'.svg'"),
+        (["--image", "{tmp}/missing/scene.svg"], "does not exist"),
+        (["--image", "{tmp}/folder.svg"], "is a folder"),
+    ],
+)
+def test_ask_refuses_a_wrong_output_file_before_any_work(monkeypatch, tmp_path, options, said):
+    refuse(monkeypatch, "scenestream.ask")
+    (tmp_path / "folder.svg").mkdir()
+    result = invoke(["ask", "тишина", *[o.format(tmp=tmp_path) for o in options]])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for" in result.output and said in flat(result.output)
+    assert [p.name for p in tmp_path.iterdir()] == ["folder.svg"]  # nothing written
+
+
+def test_scene_refuses_a_wrong_image_file_before_any_work(monkeypatch, tmp_path):
+    refuse(monkeypatch, "scenestream.offline")
+    result = invoke(["scene", "тишина", "--image", str(tmp_path / "scene.gif")])
+    assert result.exit_code == 2 and "'.gif'" in flat(result.output)
+    result = invoke(["scene", "--image", str(tmp_path / "no" / "scene.svg")], input='{"text": "x"}\n')
+    assert result.exit_code == 2 and "does not exist" in flat(result.output)
+
+
+def test_ask_without_espeak_stops_before_the_pipeline(monkeypatch, tmp_path):
+    refuse(monkeypatch, "scenestream.ask")
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty PATH: no espeak-ng
+    result = invoke(["ask", "тишина", "--voice", str(tmp_path / "answer.wav")])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "error: voice: speech needs espeak-ng, which is not on PATH: apt-get install espeak-ng"
+    ]
+    assert result.stdout == "" and not (tmp_path / "answer.wav").exists()
+
+
+def test_ask_json_writes_the_outputs_and_names_them(monkeypatch, tmp_path):
+    from xml.etree import ElementTree
+
+    from scenestream.outputs.formula import Formula, parse_formula
+
+    scene = fake_ask(monkeypatch, ["Тишина ", "дрожит."])
+    image, voice = tmp_path / "scene.svg", tmp_path / "answer.wav"
+    result = invoke(
+        ["ask", "--json", "--register", "poet", "тишина и дрожь", "--image", str(image), "--voice", str(voice)]
+        + ["--formula"]
+    )
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["image"] == str(image) and doc["voice"] == str(voice) and "errors" not in doc
+    assert doc["output"]["text"] == "Тишина дрожит."
+    assert ElementTree.parse(image).getroot().tag == SVG
+    assert wav_seconds(voice) > 0.3
+    assert parse_formula(doc["formula"]) == Formula.from_scene(scene)
+    assert doc["formula"].startswith(scene.delta_code + " = ")
+
+
+def test_ask_human_view_lists_the_outputs(monkeypatch, tmp_path):
+    from scenestream.outputs.formula import format_formula
+
+    scene = fake_ask(monkeypatch, ["Тишина ", "дрожит."])
+    png = tmp_path / "scene.png"
+    result = invoke(["ask", "--register", "poet", "тишина и дрожь", "--image", str(png), "--formula"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[1] == "Тишина дрожит."
+    assert lines[-2:] == [f"formula:     {format_formula(scene)}", f"image:       {png}"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_voice_failing_after_the_answer_keeps_the_answer(monkeypatch, tmp_path):
+    """espeak-ng was there when the command started and is gone when the answer comes: the answer and the
+    other outputs are printed, the voice is null with its reason, one error line, exit 1."""
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    fake_ask(monkeypatch, ["Тишина ", "дрожит."], during=lambda: monkeypatch.setenv("PATH", str(empty)))
+    image, voice = tmp_path / "scene.svg", tmp_path / "answer.ogg"
+    args = ["ask", "--register", "poet", "тишина и дрожь", "--image", str(image), "--voice", str(voice)]
+    result = invoke([*args, "--json", "--formula"])
+    assert result.exit_code == 1
+    doc = json.loads(result.stdout)
+    assert doc["output"]["text"] == "Тишина дрожит." and doc["image"] == str(image) and doc["formula"]
+    assert doc["voice"] is None and "espeak-ng" in doc["errors"]["voice"] and list(doc["errors"]) == ["voice"]
+    assert result.stderr.splitlines() == [f"error: voice: {doc['errors']['voice']}"]
+    assert image.exists() and not voice.exists()
+    monkeypatch.setenv("PATH", os.environ["PATH"].replace(str(empty), "/usr/bin:/bin"))
+    result = invoke(args)  # the human view: the answer, then the error
+    assert result.exit_code == 1 and result.stdout.splitlines()[1] == "Тишина дрожит."
+    assert f"image:       {image}" in result.stdout and "voice:" not in result.stdout
+    assert result.stderr.startswith("error: voice: speech needs espeak-ng") and "Traceback" not in result.output
+
+
+def test_an_image_folder_gone_during_the_pipeline_is_one_error_line(monkeypatch, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    fake_ask(monkeypatch, ["Тишина."], during=out.rmdir)
+    result = invoke(["ask", "--json", "--register", "poet", "тишина", "--image", str(out / "scene.svg")])
+    assert result.exit_code == 1
+    doc = json.loads(result.stdout)
+    assert doc["image"] is None and doc["output"]["text"] == "Тишина."
+    assert result.stderr.splitlines() == [f"error: image: cannot write {out / 'scene.svg'}: No such file or directory"]
+
+
+def test_scene_text_with_image_and_formula(tmp_path):
+    from xml.etree import ElementTree
+
+    from scenestream.outputs.formula import parse_formula
+
+    image = tmp_path / "scene.svg"
+    result = invoke(["scene", "Почему я не чувствую шаг в себе?", "--image", str(image), "--formula"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["image"] == str(image) and doc["stage"] == "formed"
+    root = ElementTree.parse(image).getroot()
+    assert root.tag == SVG and doc["delta_code"] in ElementTree.tostring(root, encoding="unicode")
+    formula = parse_formula(doc["formula"])
+    assert formula.delta_code == doc["delta_code"]
+    assert list(formula.concepts) == doc["linkage"].split("·")
+    assert [name for name, _ in formula.registers] == [r["name"] for r in doc["registers"] if r["weight"] >= 0.2]
+
+
+def test_scene_over_stdin_numbers_the_pictures_by_input_line(tmp_path):
+    lines = '{"text": "the sea"}\nnot json\n{"text": "тишина"}\n'
+    result = invoke(["scene", "--image", str(tmp_path / "s.svg"), "--formula"], input=lines)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert rows[0]["image"] == str(tmp_path / "s-1.svg") and rows[2]["image"] == str(tmp_path / "s-3.svg")
+    assert rows[1] == {"error": "invalid JSON: Expecting value", "line": 2}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s-1.svg", "s-3.svg"]
+    assert rows[0]["formula"].startswith(rows[0]["delta_code"] + " = ")
+
+
+def test_scene_over_stdin_reports_failed_pictures_and_goes_on(tmp_path):
+    (tmp_path / "s-2.svg").symlink_to("/dev/full")  # line 2's picture cannot be written: the disk is full
+    out = io.StringIO()
+    done = run_lines(
+        io.StringIO('{"text": "the sea"}\n{"text": "тишина"}\n'), out, Settings(), image=tmp_path / "s.svg"
+    )
+    assert done == (0, 1)
+    first, second = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert first["image"] == str(tmp_path / "s-1.svg") and "errors" not in first
+    assert second["image"] is None and "No space left on device" in second["errors"]["image"]
+    assert second["lang"] == "ru"  # the scene itself is still there
+    result = invoke(["scene", "--image", str(tmp_path / "s.svg")], input='{"text": "a"}\n{"text": "b"}\n')
+    assert result.exit_code == 1 and len(result.stdout.splitlines()) == 2
+    assert result.stderr.splitlines() == ["error: 1 scene(s) lack an output asked for: their 'errors' field says why"]
