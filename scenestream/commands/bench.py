@@ -92,33 +92,57 @@ def render_decoder(report: dict) -> Any:
     return _group(table, *notes)
 
 
+QUALITY_FIGURES = (
+    ("judge", "judge_fidelity", ".3f"),
+    ("finished", "finished", ".3f"),
+    ("language", "language_match", ".3f"),
+    ("invented", "invented_sources", "d"),
+    ("loops", "loop_rate", ".3f"),
+    ("tokens", "tokens_mean", ".1f"),
+    ("relevance", "relevance", ".3f"),
+    ("router", "router_fidelity", ".3f"),
+)
+
+
 def render_quality(report: dict) -> Any:
-    """Style fidelity (the router's agreement) and held-out loss per register, adapter against base."""
+    """Per register and language, each figure of the adapter's answers and, on the next line, the base model's
+    on the same prompts; the held-out losses and the targets missed."""
     table = _table(
         "register",
-        "adapter",
-        "base",
-        "reference",
-        "loss adapter",
-        "loss base",
-        "adapter misread as",
-        title="quality: style fidelity (share the router reads as the register)",
+        "lang",
+        "model",
+        *[name for name, _key, _fmt in QUALITY_FIGURES],
+        "loss",
+        title=f"quality on {report.get('eval_set', 'the eval set')}, each adapter and the base model "
+        f"({report.get('engine', '?')} engine; judge held-out accuracy "
+        f"{_num(report.get('judge', {}).get('held_out_accuracy'), '.3f')})",
     )
-    table.columns[-1].justify = "left"
     for register, row in report["per_register"].items():
-        adapter, base = row["adapter"], row["base"]
-        misread = ", ".join(f"{name} {n}" for name, n in adapter.get("misread_as", {}).items()) or "-"
-        table.add_row(
-            register,
-            _num(adapter["style_fidelity"], ".3f"),
-            _num(base["style_fidelity"], ".3f"),
-            _num(row["reference"]["style_fidelity"], ".3f"),
-            _num(adapter.get("heldout_loss"), ".3f"),
-            _num(base.get("heldout_loss"), ".3f"),
-            misread,
-        )
-    target = report.get("targets", {}).get("style_fidelity_min")
-    return _group(table, f"target: style fidelity ≥ {target}" if target is not None else None)
+        loss = row.get("heldout_loss") or {}
+        for lang in ("ru", "en", "all"):
+            for side in ("adapter", "base"):
+                cell = row[side].get(lang)
+                if cell is None:
+                    continue
+                table.add_row(
+                    register if side == "adapter" else "",
+                    lang if side == "adapter" else "",
+                    side,
+                    *[_num(cell.get(key), fmt) for _name, key, fmt in QUALITY_FIGURES],
+                    _num(loss.get(side), ".2f") if lang == "all" and loss else "",
+                )
+    notes = [
+        "judge: the style judge (ops/judge.py), independent of the router; router: the scene builder's router, "
+        "which chose training examples; relevance: e5 cosine of answer and prompt; loss: held-out loss on the "
+        "test split of data/decoder"
+    ]
+    targets = report.get("targets", {})
+    if targets.get("missed"):
+        notes.append(f"targets missed ({len(targets['missed'])}):")
+        notes += [f"  {line}" for line in targets["missed"]]
+    elif "all_met" in targets:
+        notes.append("targets: all met")
+    return _group(table, *notes)
 
 
 def render_memory(report: dict) -> Any:
@@ -329,7 +353,9 @@ def bench_gpu(
 @bench_app.command("quality")
 def bench_quality(
     as_json: bool = json_option(JSON_HELP),
-    per_register: int = typer.Option(40, help="Held-out prompts per register."),
+    prompts: Optional[int] = typer.Option(
+        None, "--prompts", min=1, help="Only the first N eval prompts of each language (all 120 + 120 by default)."
+    ),
     register: Optional[list[str]] = typer.Option(
         None,
         "--register",
@@ -337,15 +363,29 @@ def bench_quality(
         callback=register_choice,
         help=f"Only this register, repeat for several (all by default): {REGISTER_HELP}.",
     ),
+    batch: int = typer.Option(64, min=1, help="Requests per engine.generate call."),
+    answers: bool = typer.Option(False, "--answers", help="Put every answer, with its readings, in the report."),
+    heldout_loss: bool = typer.Option(
+        True, "--heldout-loss/--no-heldout-loss", help="Also the held-out loss of each adapter and the base model."
+    ),
 ) -> None:
-    """Style fidelity of each adapter's answers (by the scene router) against the base model and the
-    reference answers; SCENESTREAM_ADAPTERS_DIR measures adapters other than the shipped ones."""
+    """Answers to the eval set (data/eval/prompts.jsonl), per register and language, each adapter against the
+    base model on the same prompts: judge fidelity (ops/judge.py, independent of the router), finished, language,
+    invented sources, loops, tokens, e5 relevance, and the router's fidelity; SCENESTREAM_ADAPTERS_DIR measures
+    adapters other than the shipped ones, SCENESTREAM_ENGINE another engine."""
     from scenestream.ops.bench_decoder import run_quality
     from scenestream.schemas.records import REGISTERS
 
     try:
         with progress_to_stderr():
-            report = run_quality(per_register, progress=not as_json, registers=tuple(register or REGISTERS))
+            report = run_quality(
+                prompts,
+                progress=True,
+                registers=tuple(register or REGISTERS),
+                batch=batch,
+                include_answers=answers,
+                heldout=heldout_loss,
+            )
     except ValueError as exc:
         fail(str(exc), 2)
     _show(report, as_json, render_quality)

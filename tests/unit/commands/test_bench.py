@@ -87,29 +87,33 @@ REPORTS = {
         "run_quality",
         {
             "benchmark": "quality",
+            "eval_set": "data/eval/prompts.jsonl",
+            "engine": "vllm",
             "adapters": ["poet"],
+            "judge": {"held_out_accuracy": 0.892},
             "per_register": {
                 "poet": {
-                    "adapter": {
-                        "style_fidelity": 0.95,
-                        "misread_as": {"philosopher": 2},
-                        "empty_answers": 0,
-                        "example": "…",
-                        "heldout_loss": 2.871,
-                    },
-                    "base": {
-                        "style_fidelity": 0.1,
-                        "misread_as": {},
-                        "empty_answers": 1,
-                        "example": "…",
-                        "heldout_loss": 3.412,
-                    },
-                    "reference": {"style_fidelity": 0.875, "misread_as": {"body": 5}},
+                    side: {
+                        lang: {
+                            "n": 120,
+                            "judge_fidelity": judge,
+                            "finished": 0.975,
+                            "language_match": 1.0,
+                            "invented_sources": invented,
+                            "loop_rate": 0.008,
+                            "tokens_mean": 61.5,
+                            "relevance": relevance,
+                            "router_fidelity": 0.95,
+                        }
+                        for lang in ("all", "ru", "en")
+                    }
+                    for side, judge, invented, relevance in (("adapter", 0.917, 0, 0.861), ("base", 0.083, 3, 0.874))
                 }
+                | {"heldout_loss": {"adapter": 3.24, "base": 3.75, "test_examples": 40}},
             },
-            "targets": {"style_fidelity_min": 0.9},
+            "targets": {"missed": ["poet ru relevance: 0.861 (target ≥ base 0.874; base 0.874)"], "all_met": False},
         },
-        ["poet", "0.950", "0.100", "0.875", "2.871", "3.412", "philosopher 2"],
+        ["poet", "0.917", "0.083", "0.861", "0.874", "3.24", "3.75", "0.892", "targets missed (1)"],
     ),
     "memory": (
         "bench_memory",
