@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import typer
 
-from scenestream.commands import audit, bench, client, model, stack
+from scenestream.commands import audit, bench, client, model, serve, stack
 
 app = typer.Typer(
     help="scenestream: text → tokens → scene → memory → LoRA register → answer, as stream processors over Kafka.\n\n"
@@ -34,6 +34,7 @@ for name, command in (
     ("ingest", stack.ingest),
     ("tail", stack.tail),
     ("ask", client.ask),
+    ("serve", serve.serve),
     ("setup", model.setup),
     ("train", model.train),
     ("sample-answers", model.sample_answers),

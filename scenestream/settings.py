@@ -201,6 +201,21 @@ class Settings(BaseSettings):
         None, description="Qdrant server for the memory stage. Unset: the embedded Qdrant Edge on disk."
     )
 
+    # --- API (scenestream serve) --------------------------------------------
+    api_keys: Optional[str] = Field(
+        None,
+        description="API keys of `scenestream serve`: a file of `key tenant` lines, or inline `key=tenant,...`. "
+        "Set: every /v1 route needs `Authorization: Bearer <key>` and stays inside the key's tenant. Unset: no "
+        "keys, tenant `default`, and serve binds only a loopback address unless --insecure.",
+    )
+    api_max_pending: int = Field(
+        64, ge=1, description="Most requests a serve process waits on at once; beyond it 429 with Retry-After."
+    )
+    api_timeout_s: float = Field(
+        120.0, gt=0, description="Longest a request waits for its answer before 504 (in a stream: an error event)."
+    )
+    api_retry_after_s: int = Field(1, ge=1, description="The Retry-After seconds of a 429 (too many pending).")
+
     @field_validator("broker")
     @classmethod
     def _check_broker(cls, value: Optional[str]) -> Optional[str]:

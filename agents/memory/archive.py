@@ -96,6 +96,10 @@ class SceneArchive(Protocol):
     def history(self, session_id: str, tenant: str | None = None, since_ms: int | None = None) -> list[dict]:
         """Payloads of a session (of a tenant, with ``ts_ms >= since_ms``), by ts_ms then scene_id."""
 
+    def erase_session(self, session_id: str, tenant: str) -> dict[str, int]:
+        """Delete a session's scenes (with their answers) and the echoes of them that the tenant's other scenes
+        hold; the counts: ``scenes``, ``answers``, ``echo_links``."""
+
     def count(self) -> int:
         """How many scenes are stored."""
 
@@ -207,6 +211,9 @@ class _BaseArchive:
     def _count(self) -> int:
         raise NotImplementedError
 
+    def _delete(self, ids: list[uuid.UUID]) -> None:
+        raise NotImplementedError
+
     def _close(self) -> None:
         raise NotImplementedError
 
@@ -287,6 +294,28 @@ class _BaseArchive:
             self._check_open()
             payloads = self._scroll(must, None if since_ms is None else int(since_ms))
         return history_order(payloads)
+
+    def erase_session(self, session_id: str, tenant: str) -> dict[str, int]:
+        _require(session_id, "session_id")
+        _require(tenant, "tenant")
+        with self._lock:
+            self._check_open()
+            payloads = self._scroll([("session_id", session_id), ("tenant", tenant)], None)
+            erased = {str(p.get("scene_id")) for p in payloads if p.get("scene_id")}
+            answers = sum(1 for p in payloads if p.get("answer") is not None)
+            links = 0
+            if erased:
+                # with SCENESTREAM_MEMORY_SCOPE=tenant another session's scene may carry these as echoes (their
+                # texts and answers): those echoes go too
+                for other in self._scroll([("tenant", tenant)], None):
+                    if other.get("scene_id") in erased or not other.get("echoes"):
+                        continue
+                    kept = [e for e in other["echoes"] if e.get("scene_id") not in erased]
+                    if len(kept) != len(other["echoes"]):
+                        links += len(other["echoes"]) - len(kept)
+                        self._set_payload(point_id(str(other["scene_id"])), {"echoes": kept})
+                self._delete([point_id(scene_id) for scene_id in sorted(erased)])
+        return {"scenes": len(erased), "answers": answers, "echo_links": links}
 
     def count(self) -> int:
         with self._lock:
@@ -400,6 +429,9 @@ class EdgeArchive(_BaseArchive):
 
     def _count(self) -> int:
         return self._shard.count(self._qe.CountRequest(exact=True))
+
+    def _delete(self, ids) -> None:
+        self._shard.update(self._qe.UpdateOperation.delete_points(list(ids)))
 
     def optimize(self) -> bool:
         """Run the shard's segment optimizers now (merge segments, build the HNSW index)."""
@@ -559,6 +591,11 @@ class ClientArchive(_BaseArchive):
 
     def _count(self) -> int:
         return self._client.count(self.collection, exact=True).count
+
+    def _delete(self, ids) -> None:
+        self._client.delete(
+            self.collection, points_selector=self._m.PointIdsList(points=[str(i) for i in ids]), wait=True
+        )
 
     def _close(self) -> None:
         self._client.close()

@@ -117,6 +117,7 @@ def room(module: str) -> str:
         ("scenestream.cli", "cli"),
         ("scenestream.__main__", "cli"),
         ("scenestream.commands", "commands"),
+        ("scenestream.api", "api"),
         ("scenestream.ops", "ops"),
         ("scenestream.training", "training"),
         ("scenestream.agents", "agents"),
@@ -138,7 +139,8 @@ def room(module: str) -> str:
 # which rooms a room may import (imports flow one way: left to right in the README's picture)
 ALLOWED = {
     "cli": {"commands", "base"},
-    "commands": {"ops", "training", "client", "backbone", "agents", "base"},
+    "commands": {"api", "ops", "training", "client", "backbone", "agents", "base"},
+    "api": {"api", "client", "backbone", "agents", "base"},
     "ops": {"training", "client", "backbone", "agents", "base"},
     "training": {"client", "agents", "base"},
     "client": {"client", "backbone", "agents", "base"},

@@ -219,6 +219,25 @@ def test_history_is_ordered_and_since_ms_filters(archive):
     assert archive.history("nobody") == []
 
 
+def test_erase_session_deletes_its_scenes_and_the_echoes_of_them_only_in_its_tenant(archive):
+    mine = [make_scene(f"e{i}", session_id="gone", ts_ms=1_000 + i) for i in range(3)]
+    other_session = make_scene("keep", session_id="stays", ts_ms=2_000).model_copy(
+        update={"echoes": [{"scene_id": "e0", "text": "сцена"}, {"scene_id": "older", "text": "x"}]}
+    )
+    other_tenant = make_scene("t-e0", session_id="gone", tenant="acme")  # the same session name, another tenant
+    archive.store(mine + [other_session, other_tenant], unit_rows(5))
+    archive.update_payload("e1", {"answer": "ответ"})
+
+    assert archive.erase_session("gone", "default") == {"scenes": 3, "answers": 1, "echo_links": 1}
+    assert archive.history("gone", tenant="default") == []
+    assert [p["scene_id"] for p in archive.history("gone", tenant="acme")] == ["t-e0"]
+    assert archive.get("keep")["echoes"] == [{"scene_id": "older", "text": "x"}]
+    assert archive.count() == 2
+    assert archive.erase_session("gone", "default") == {"scenes": 0, "answers": 0, "echo_links": 0}
+    with pytest.raises(ValueError):
+        archive.erase_session("", "default")
+
+
 def test_closed_archive_refuses(archive):
     archive.close()
     archive.close()  # idempotent

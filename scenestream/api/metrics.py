@@ -1,0 +1,74 @@
+"""``GET /metrics``: Prometheus figures of the API and of the stages running in this process.
+
+API: requests by route and status, time to the first token and to the whole answer, tokens, requests in
+flight. Stages (the in-process worker of an embedded ``serve``): records handled and dead-lettered per
+stage, and each source partition's lag (its end offset minus the worker's position).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0)
+
+
+class StageCollector:
+    """Reads the in-process stage runners when scraped (nothing when the stages run elsewhere)."""
+
+    def __init__(self, runners: Callable[[], list], lags: Callable[[], dict[tuple[str, int], int]]) -> None:
+        self.runners = runners
+        self.lags = lags
+
+    def describe(self) -> list:
+        return []
+
+    def collect(self) -> Any:
+        handled = CounterMetricFamily(
+            "scenestream_stage_records_handled", "Records a stage of this process handled", labels=["stage"]
+        )
+        dead = CounterMetricFamily(
+            "scenestream_stage_records_dead_lettered", "Records a stage of this process dead-lettered", labels=["stage"]
+        )
+        for runner in self.runners():
+            handled.add_metric([runner.spec.agent], float(getattr(runner, "handled", 0)))
+            dead.add_metric([runner.spec.agent], float(getattr(runner, "dead", 0)))
+        yield handled
+        yield dead
+        lag = GaugeMetricFamily(
+            "scenestream_stage_consumer_lag",
+            "Records of a source partition the in-process worker has not read yet",
+            labels=["topic", "partition"],
+        )
+        for (topic, partition), behind in sorted(self.lags().items()):
+            lag.add_metric([topic, str(partition)], float(behind))
+        yield lag
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "scenestream_api_requests", "API requests by route and status", ["route", "status"], registry=r
+        )
+        self.in_flight = Gauge("scenestream_api_requests_in_flight", "Requests waiting for an answer", registry=r)
+        self.first_token = Histogram(
+            "scenestream_api_time_to_first_token_seconds",
+            "From the request to the first piece of the answer",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.answer = Histogram(
+            "scenestream_api_answer_seconds",
+            "From the request to the whole answer",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter("scenestream_api_tokens", "Tokens of answered requests", ["kind"], registry=r)
+        self.refused = Counter("scenestream_api_refused", "Requests refused, by reason (code)", ["code"], registry=r)
+
+    def watch_stages(self, runners: Callable[[], list], lags: Callable[[], dict[tuple[str, int], int]]) -> None:
+        self.registry.register(StageCollector(runners, lags))
