@@ -44,4 +44,4 @@ def serve(
         f"scenestream serve on http://{host}:{port}/v1  ({where}; tenants: {len(set(keys.values())) or 'none'})",
         err=True,
     )
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, loop="asyncio", ws="websockets")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, loop="asyncio", ws="websockets-sansio")

@@ -1,0 +1,393 @@
+"""``scenestream serve`` against the real embedded broker, with the official ``openai`` package as the client.
+
+Two setups:
+
+* ``served``: the real command, ``scenestream serve`` in its own process with no broker set, so it starts the
+  embedded broker and every stage itself (transformers engine, short answers, two API keys of two tenants);
+* ``gateway``: the API in this process as a gateway only, on the test broker with no stage running, for what
+  needs an answer that never comes (504, 429, a client that goes away).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+openai = pytest.importorskip("openai")
+
+K1, K2 = "key-acme-1", "key-globex-2"
+
+
+def free_port() -> int:
+    from scenestream.broker import free_port as port
+
+    return port()
+
+
+def wait_ready(url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"serve exited with {proc.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} not ready within {timeout:.0f}s")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """``scenestream serve`` on its own embedded stack; yields (base url, data dir)."""
+    from scenestream.settings import Settings
+    from scenestream.training.provision import provision
+
+    provision(Settings(), progress=False)  # the base model, once per machine
+    data = tmp_path_factory.mktemp("serve")
+    port = free_port()
+    env = {
+        **os.environ,
+        "SCENESTREAM_DATA_DIR": str(data),
+        "SCENESTREAM_ENGINE": "transformers",
+        "SCENESTREAM_MAX_NEW_TOKENS": "8",
+        "SCENESTREAM_SCENE_EMBEDDER": "static",
+        "SCENESTREAM_API_KEYS": f"{K1}=acme,{K2}=globex",
+        "SCENESTREAM_API_TIMEOUT_S": "180",
+    }
+    env.pop("SCENESTREAM_BROKER", None)
+    log = open(data / "serve.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scenestream", "serve", "--port", str(port)], env=env, stdout=log, stderr=log
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, 240, proc)
+        yield url, data
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def client(url: str, key: str = K1):
+    return openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, timeout=180)
+
+
+def stack_settings(data: Path):
+    """Settings of the stack serve runs (its broker's address is in its data directory)."""
+    from scenestream.broker import reachable
+    from scenestream.settings import Settings
+
+    found = reachable(Settings(data_dir=data))
+    assert found is not None, "serve did not publish its broker's address"
+    return found
+
+
+def cancels_on(settings, message_id: str, timeout: float = 15.0) -> list:
+    """The Cancel records of ``message_id`` on the control topic (waiting up to ``timeout`` for one)."""
+    from scenestream.client import read_topic
+    from scenestream.schemas.codec import decode
+    from scenestream.schemas.records import Cancel
+    from scenestream.topics import CONTROL
+
+    async def read():
+        found = []
+        async for record in read_topic(settings, CONTROL.full_name(settings), idle_timeout=0.5):
+            item = decode(record.value, Cancel)
+            if item.message_id == message_id:
+                found.append(item)
+        return found
+
+    deadline = time.monotonic() + timeout
+    while True:
+        found = asyncio.run(read())
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
+
+
+SCENE_KEYS = {"message_id", "session", "scene_id", "register", "registers", "linkage", "delta_code", "field"}
+SCENE_KEYS |= {"resonance", "echoes", "symbol", "adapter"}
+
+
+# ----------------------------------------------------------------------------------------------- the whole stack
+
+
+def test_a_chat_completion_with_its_scene(served):
+    url, _ = served
+    answer = client(url).chat.completions.create(
+        model="scenestream",
+        messages=[{"role": "system", "content": "ignored"}, {"role": "user", "content": "Почему я не чувствую шаг?"}],
+        user="chat-1",
+    )
+    assert answer.object == "chat.completion" and answer.model == "scenestream"
+    assert answer.choices[0].message.content.strip() and answer.choices[0].finish_reason in ("stop", "length")
+    assert answer.usage.completion_tokens > 0 and answer.usage.prompt_tokens > 0
+    ext = answer.scenestream
+    assert SCENE_KEYS <= set(ext) and ext["session"] == "chat-1"
+    assert ext["register"] == ext["registers"][0]["name"]  # chosen by the scene
+    assert ext["adapter"] == ext["register"] and ext["delta_code"].startswith("Δ")
+    assert abs(sum(r["weight"] for r in ext["registers"]) - 1) < 1e-3
+
+
+def test_a_stream_has_the_scene_first_then_the_answer_and_usage(served):
+    url, _ = served
+    stream = client(url).chat.completions.create(
+        model="logician",
+        messages=[{"role": "user", "content": "How many minutes are in a day?"}],
+        stream=True,
+        stream_options={"include_usage": True},
+        max_tokens=6,
+    )
+    chunks = list(stream)
+    first = chunks[0]
+    assert first.object == "chat.completion.chunk" and first.choices[0].delta.role == "assistant"
+    assert not first.choices[0].delta.content  # the scene comes before the first token
+    ext = first.scenestream
+    assert SCENE_KEYS <= set(ext) and ext["register"] == "logician" and ext["adapter"] == "logician"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.strip()
+    finishing = [c for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert len(finishing) == 1 and finishing[0].choices[0].finish_reason in ("stop", "length")
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens <= 6
+    assert len({c.id for c in chunks}) == 1
+
+
+def test_errors_come_in_the_openai_envelope(served):
+    url, _ = served
+    good = [{"role": "user", "content": "hello"}]
+    with pytest.raises(openai.AuthenticationError):
+        client(url, "wrong-key").chat.completions.create(model="scenestream", messages=good)
+    with pytest.raises(openai.NotFoundError) as caught:
+        client(url).chat.completions.create(model="gpt-9", messages=good)
+    assert caught.value.body["code"] == "model_not_found"
+    tools = [{"type": "function", "function": {"name": "f"}}]
+    for extra, param in (({"n": 2}, "n"), ({"logprobs": True}, "logprobs"), ({"tools": tools}, "tools")):
+        with pytest.raises(openai.BadRequestError) as caught:
+            client(url).chat.completions.create(model="scenestream", messages=good, **extra)
+        assert caught.value.body["param"] == param
+    for text in ("   ", "я" * 20_000):
+        with pytest.raises(openai.BadRequestError):
+            client(url).chat.completions.create(model="scenestream", messages=[{"role": "user", "content": text}])
+    image = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}]}]
+    with pytest.raises(openai.BadRequestError) as caught:
+        client(url).chat.completions.create(model="scenestream", messages=image)
+    assert caught.value.body["param"] == "messages.0.content.0.type"
+
+
+def test_models_list_the_adapters_with_the_base_model_as_parent(served):
+    url, _ = served
+    models = {m.id: m for m in client(url).models.list()}
+    assert set(models) == {"scenestream", "poet", "logician", "body", "philosopher"}
+    base = models["scenestream"].root
+    assert base and all(models[r].parent == base for r in ("poet", "logician", "body", "philosopher"))
+
+
+def test_tenants_never_see_each_other(served):
+    url, _ = served
+    text = "Тишина перед входом дрожит во мне."
+    one = client(url, K1).chat.completions.create(
+        model="scenestream", messages=[{"role": "user", "content": text}], user="shared"
+    )
+    two = client(url, K2).chat.completions.create(
+        model="scenestream", messages=[{"role": "user", "content": text}], user="shared"
+    )
+    # the same text in the same session name: across tenants memory recalls nothing
+    assert two.scenestream["echoes"] == [] and two.scenestream["resonance"] == 0
+    h1 = httpx.get(f"{url}/v1/sessions/shared/history", headers={"Authorization": f"Bearer {K1}"}).json()["data"]
+    h2 = httpx.get(f"{url}/v1/sessions/shared/history", headers={"Authorization": f"Bearer {K2}"}).json()["data"]
+    assert [r["message_id"] for r in h1] == [one.scenestream["message_id"]]
+    assert [r["message_id"] for r in h2] == [two.scenestream["message_id"]]
+    mid = one.scenestream["message_id"]
+    assert httpx.get(f"{url}/v1/messages/{mid}/trace", headers={"Authorization": f"Bearer {K2}"}).status_code == 404
+    trace = httpx.get(f"{url}/v1/messages/{mid}/trace", headers={"Authorization": f"Bearer {K1}"}).json()
+    assert trace["archive"]["message_id"] == mid and {"raw-text", "tokens", "scenes", "lora-outputs"} <= set(
+        trace["topics"]
+    )
+    erased = httpx.delete(f"{url}/v1/sessions/shared", headers={"Authorization": f"Bearer {K2}"}).json()
+    assert erased["erased"]["scenes"] == 1
+    assert (
+        httpx.get(f"{url}/v1/sessions/shared/history", headers={"Authorization": f"Bearer {K2}"}).json()["data"] == []
+    )
+    still = httpx.get(f"{url}/v1/sessions/shared/history", headers={"Authorization": f"Bearer {K1}"}).json()["data"]
+    assert [r["message_id"] for r in still] == [mid]
+
+
+def test_a_session_remembers_and_replays(served):
+    url, _ = served
+    auth = {"Authorization": f"Bearer {K1}"}
+    for _ in range(2):
+        last = client(url).chat.completions.create(
+            model="scenestream",
+            messages=[{"role": "user", "content": "Дыхание замедляется, плечи тяжелеют."}],
+            extra_headers={"X-Session-Id": "remember-1"},
+        )
+    assert last.scenestream["resonance"] > 0 and last.scenestream["echoes"]  # the second recalls the first
+    replayed = httpx.post(
+        f"{url}/v1/sessions/remember-1/replay", headers=auth, json={"register": "poet", "limit": 1}, timeout=120
+    )
+    assert replayed.status_code == 200, replayed.text
+    row = replayed.json()["data"][0]
+    assert row["new"]["register"] == "poet" and row["new"]["text"] and row["text"].startswith("Дыхание")
+    scenes = httpx.post(f"{url}/v1/scenes", headers=auth, json={"texts": ["one", "two"]}).json()["data"]
+    assert [s["text"] for s in scenes] == ["one", "two"] and all(s["delta_code"].startswith("Δ") for s in scenes)
+
+
+def test_the_websocket_answers_and_cancels(served):
+    from websockets.sync.client import connect
+
+    url, data = served
+    events = []
+    with connect(url.replace("http", "ws") + "/v1/ws", additional_headers={"Authorization": f"Bearer {K1}"}) as ws:
+        ws.send(json.dumps({"text": "Почему я не чувствую шаг?", "register": "body", "session": "ws-1"}))
+        while not events or events[-1]["type"] not in ("final", "error"):
+            events.append(json.loads(ws.recv(timeout=120)))
+        kinds = [e["type"] for e in events]
+        assert kinds[:2] == ["accepted", "scene"] and kinds[-1] == "final", kinds
+        assert events[1]["register"] == "body" and events[1]["adapter"] == "body"
+        final = events[-1]
+        pieces = "".join(e["text"] for e in events if e["type"] == "delta")
+        assert final["text"].startswith(pieces) and final["text"].strip()
+
+        ws.send(json.dumps({"text": "A long question to be cancelled at once", "max_tokens": 40}))
+        accepted = json.loads(ws.recv(timeout=30))
+        assert accepted["type"] == "accepted"
+        ws.send(json.dumps({"type": "cancel", "message_id": accepted["message_id"]}))
+        seen = []
+        while not seen or seen[-1]["type"] != "error":
+            seen.append(json.loads(ws.recv(timeout=30)))
+        assert seen[-1]["error"]["code"] == "cancelled" and seen[-1]["message_id"] == accepted["message_id"]
+        ws.send("not json")
+        assert json.loads(ws.recv(timeout=10))["error"]["code"] == "invalid_json"
+    cancels = cancels_on(stack_settings(data), accepted["message_id"])
+    assert cancels and cancels[0].tenant == "acme"
+
+
+def test_a_websocket_without_a_key_is_refused(served):
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    url, _ = served
+    with pytest.raises(InvalidStatus):
+        with connect(url.replace("http", "ws") + "/v1/ws"):
+            pass
+
+
+def test_health_readiness_and_metrics(served):
+    url, _ = served
+    assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{url}/readyz").json()
+    assert ready["ready"] and ready["mode"] == "embedded" and all(ready["stages"].values())
+    text = httpx.get(f"{url}/metrics").text
+    assert 'scenestream_api_requests_total{route="/v1/chat/completions",status="200"}' in text
+    assert "scenestream_api_time_to_first_token_seconds_count" in text
+    assert 'scenestream_stage_records_handled_total{stage="decode_scene"}' in text
+
+
+# ----------------------------------------------------------------------------------------------- a gateway only
+
+
+@contextlib.contextmanager
+def serving(app):
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, loop="asyncio", log_level="warning", ws="websockets-sansio")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, 60)
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(20)
+
+
+@pytest.fixture
+def gateway(settings_factory):
+    """The API in this process, a gateway only (a broker is set), with no stage running: nothing answers."""
+    from scenestream.api.app import create_app
+
+    settings = settings_factory(api_timeout_s=1.5, api_max_pending=2, api_retry_after_s=3)
+    with serving(create_app(settings)) as url:
+        yield url, settings
+
+
+CHAT = {"model": "scenestream", "messages": [{"role": "user", "content": "nobody answers this"}]}
+
+
+def test_a_gateway_only_times_out_with_504_and_in_a_stream_with_an_error_event(gateway):
+    url, settings = gateway
+    assert httpx.get(f"{url}/readyz").json()["mode"] == "cluster"
+    with pytest.raises(openai.APIStatusError) as caught:
+        client(url, "any").chat.completions.create(**CHAT)
+    assert caught.value.status_code == 504 and caught.value.body["code"] == "timeout"
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json={**CHAT, "stream": True}, timeout=30) as response:
+        lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+    assert json.loads(lines[-1][6:])["error"]["code"] == "timeout"
+    # the timed-out message is cancelled too, so the decoder does not go on generating it
+    assert cancels_on(settings, response.headers.get("x-session-id", "").removeprefix("s-"))
+
+
+def test_over_max_pending_is_429_with_retry_after(gateway):
+    url, _ = gateway
+
+    async def burst():
+        async with httpx.AsyncClient(timeout=30) as http:
+            return await asyncio.gather(*[http.post(f"{url}/v1/chat/completions", json=CHAT) for _ in range(4)])
+
+    codes = sorted(r.status_code for r in asyncio.run(burst()))
+    assert codes == [429, 429, 504, 504]
+    refused = [r for r in asyncio.run(burst()) if r.status_code == 429][0]
+    assert refused.headers["Retry-After"] == "3" and refused.json()["error"]["type"] == "rate_limit_error"
+
+
+def test_a_client_that_goes_away_cancels_its_message(gateway):
+    url, settings = gateway
+    slow = {**CHAT, "stream": True}
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=slow, timeout=30) as response:
+        assert response.status_code == 200
+        session = response.headers["x-session-id"]
+    # closed before any answer: the message (its id is in the session's default name) is cancelled
+    cancels = cancels_on(settings, session.removeprefix("s-"))
+    assert cancels and cancels[0].reason == "client went away"
+
+    def hang_up():
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.post(f"{url}/v1/chat/completions", json={**CHAT, "user": "gone-1"}, timeout=0.5)
+
+    hang_up()  # a non-streamed request whose client stops waiting
+    from scenestream.client import read_topic
+    from scenestream.schemas.codec import decode
+    from scenestream.schemas.records import Cancel
+    from scenestream.topics import CONTROL
+
+    async def reasons():
+        return [
+            decode(r.value, Cancel).reason
+            async for r in read_topic(settings, CONTROL.full_name(settings), idle_timeout=0.5)
+        ]
+
+    deadline = time.monotonic() + 10
+    seen = asyncio.run(reasons())
+    while seen.count("client went away") < 2 and time.monotonic() < deadline:
+        time.sleep(0.3)
+        seen = asyncio.run(reasons())
+    assert seen.count("client went away") == 2, seen  # not "timeout": the disconnect was seen first
