@@ -7,12 +7,13 @@ it starts the embedded broker and an in-process worker for the call.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from typing import AsyncIterator, Callable, Optional
 
 from scenestream.broker import EmbeddedBroker, reachable
-from scenestream.client import Watcher, check_size, publish, raw_text
+from scenestream.client import Watcher, cancel, check_size, publish, raw_text
 from scenestream.runtime import running_worker, select_stages
 from scenestream.schemas.records import LoraOutput
 from scenestream.settings import Settings, get_settings
@@ -48,9 +49,7 @@ async def ask_once(
     started = time.perf_counter()
     async with connected_stack(settings) as (s, mode):
         ready = time.perf_counter()
-        record = raw_text(text, session, source="ask")
-        if register:
-            record = record.model_copy(update={"force_register": register})
+        record = raw_text(text, session, source="ask", register=register or None)
         watched = {decl.full_name(s): decl.schema for spec in specs for decl in spec.sinks}
 
         def mine(piece: LoraOutput) -> None:
@@ -67,7 +66,12 @@ async def ask_once(
             if mode == "embedded" and s.memory:
                 # this stack stops with the call: let memory link the answer to its scene first
                 until[MEMORY_EVENTS.full_name(s)] = lambda event: event.event == "linked"
-            found = await watcher.wait(record.message_id, until, timeout)
+            try:
+                found = await watcher.wait(record.message_id, until, timeout)
+            except (asyncio.CancelledError, KeyboardInterrupt):  # Ctrl-C: the decoder stops generating it
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(cancel(s, record.message_id, record.tenant, "the asker went away"), 5)
+                raise
         finally:
             await watcher.stop()
         done = time.perf_counter()

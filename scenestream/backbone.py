@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple, Optional, Protocol, Sequence, TypeVar, Union
 
-from scenestream.answered import Answered, KafkaTail, TailReader
+from scenestream.answered import Answered, KafkaTail, RecentIds, TailReader
 from scenestream.schemas.codec import SchemaError, decode, encode
 from scenestream.schemas.records import DeadLetter, Record
 from scenestream.settings import Settings
@@ -104,6 +104,10 @@ class StageSpec:
     # batches shrink to SCENESTREAM_BATCH_MAX_S of work; off for a stage whose batch is one engine call
     # that costs about as much for one message as for many (the decoder)
     time_bounded: bool = True
+    # set: the stage works continuously (:class:`ContinuousRunner`) with at most this many inputs in flight
+    continuous: Optional[int] = None
+    # a topic of Cancel records (by message id) the stage obeys, read whole by every worker (continuous stages)
+    control: Optional[TopicDecl] = None
 
     @classmethod
     def of(cls, agent: str, build: Callable[[Settings, Resources], Handler], **options: Any) -> StageSpec:
@@ -335,41 +339,60 @@ class StageRunner:
         """Release what the handler holds when its worker stops."""
         self.handler.close()
 
+    def intake(self, event: Any) -> Union[Record, Exception, None]:
+        """The input record of ``event`` for the handler; the error that dead-letters it; or None when the stage
+        has nothing to do with it (not for this stage, or answered before)."""
+        message = event.message
+        answered = self.answered
+        try:
+            record = decode(message.value, self.spec.source.schema)
+        except SchemaError as exc:
+            if answered is not None:
+                answered.first_time(message.partition, message.offset, None)
+            return exc
+        accepted = self.spec.accepts(record)
+        if answered is not None and not answered.first_time(
+            message.partition, message.offset, getattr(record, "message_id", None) if accepted else None
+        ):
+            log.info(
+                "%s: %s[%s]@%s answered before (message %s): skipped",
+                self.spec.name,
+                message.topic,
+                message.partition,
+                message.offset,
+                record.message_id,
+            )
+            return None
+        return record if accepted else None  # not accepted: not for this stage (e.g. a resonated scene)
+
+    def sends_for(self, event: Any, slot: Union[Record, Exception], result: Result) -> list[Send]:
+        """What to send for one input: its results, or its dead letter."""
+        if isinstance(result, Exception):
+            letter = dead_letter(self.spec, event, result, getattr(slot, "message_id", None))
+            self.dead += 1
+            if not isinstance(result, SchemaError):
+                log.warning(
+                    "%s: %s at %s[%s]@%s",
+                    self.spec.name,
+                    result,
+                    event.message.topic,
+                    event.message.partition,
+                    event.message.offset,
+                )
+            return [Send(self.dlq, event.message.key, encode(letter), event)]
+        return [Send(self.sinks[decl.name], event.message.key, encode(record), event) for decl, record in result]
+
     def plan(self, events: Sequence[Any], emit: Optional[Streamed] = None) -> list[Send]:
         """What to send for these events, in input order."""
         records: list[Record] = []
         slots: list[tuple[Any, Union[Record, Exception, None]]] = []
-        answered = self.answered
         for event in events:
-            message = event.message
-            try:
-                record = decode(message.value, self.spec.source.schema)
-            except SchemaError as exc:
-                if answered is not None:
-                    answered.first_time(message.partition, message.offset, None)
-                slots.append((event, exc))
-                continue
-            accepted = self.spec.accepts(record)
-            if answered is not None and not answered.first_time(
-                message.partition, message.offset, getattr(record, "message_id", None) if accepted else None
-            ):
-                log.info(
-                    "%s: %s[%s]@%s answered before (message %s): skipped",
-                    self.spec.name,
-                    message.topic,
-                    message.partition,
-                    message.offset,
-                    record.message_id,
-                )
-                slots.append((event, None))
-                continue
-            if accepted:
-                records.append(record)
-                slots.append((event, record))
+            slot = self.intake(event)
+            slots.append((event, slot))
+            if slot is not None and not isinstance(slot, Exception):
+                records.append(slot)
                 if emit is not None:
-                    emit.keys[getattr(record, "message_id", None)] = event.message.key
-            else:
-                slots.append((event, None))  # not for this stage (e.g. a resonated scene)
+                    emit.keys[getattr(slot, "message_id", None)] = event.message.key
         if not records:
             outcome: list[Result] = []
         elif emit is not None:
@@ -382,23 +405,7 @@ class StageRunner:
             if slot is None:
                 continue
             result: Result = slot if isinstance(slot, Exception) else next(results)
-            if isinstance(result, Exception):
-                message_id = getattr(slot, "message_id", None)
-                letter = dead_letter(self.spec, event, result, message_id)
-                sends.append(Send(self.dlq, event.message.key, encode(letter), event))
-                self.dead += 1
-                if not isinstance(result, SchemaError):
-                    log.warning(
-                        "%s: %s at %s[%s]@%s",
-                        self.spec.name,
-                        result,
-                        event.message.topic,
-                        event.message.partition,
-                        event.message.offset,
-                    )
-            else:
-                for decl, record in result:
-                    sends.append(Send(self.sinks[decl.name], event.message.key, encode(record), event))
+            sends += self.sends_for(event, slot, result)
         self.handled += len(events)
         return sends
 
@@ -538,6 +545,193 @@ class StageRunner:
             await stream.ack(event)
 
 
+class ContinuousHandler(Protocol):
+    """What a continuous stage's ``build`` returns (the decoder in ``SCENESTREAM_DECODER_MODE=continuous``)."""
+
+    def submit(self, record: Record, send: Optional[Callable[[Record], None]], done: Callable[[Result], None]) -> None:
+        """Start on ``record`` and return at once; ``send`` (any thread) gets its previews, ``done`` (any thread,
+        exactly once) its result. An error with ``stops_stage`` true is the handler's own failure, not the
+        record's: the worker stops and the record is handled again elsewhere."""
+
+    def cancel(self, message_id: str) -> None:
+        """Stop working on ``message_id``: its ``done`` comes soon with a cancelled result."""
+
+    def cancelled_result(self, record: Record) -> Result:
+        """The result of a record whose message was cancelled before it was started."""
+
+    def close(self) -> None: ...
+
+
+class ContinuousRunner(StageRunner):
+    """A stage that takes each input as it comes and sends each result when it is ready, out of order.
+
+    At most ``spec.continuous`` inputs are in flight; while that many are, the source's partitions are paused
+    (nothing more is fetched) until one is done. Each input is acknowledged when its result is delivered; the
+    consumer commits a partition's offset only up to the first input not yet acknowledged (faust keeps the
+    acknowledged offsets and commits the end of their unbroken run), so a crash loses nothing: every input
+    not yet answered, and the ones after it, come again, and what was answered already is skipped
+    (:mod:`~scenestream.answered`). Previews go out as the handler makes them, before their input's result.
+    With ``spec.control``, every worker reads the whole control topic and cancels what it names."""
+
+    def __init__(self, spec: StageSpec, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(spec, settings, **kwargs)
+        self.most = spec.continuous or 1
+        self.inflight: dict[str, Any] = {}  # message id → its input event
+        self.cancelled = RecentIds(max(1, settings.dedup_window))
+        self.previews: dict[str, Any] = {}  # message id → the task queueing its latest preview
+        self.tasks: set[asyncio.Task] = set()
+        self.loop: Optional[asyncio.AbstractEventLoop] = None
+        self.room: Optional[asyncio.Event] = None
+        self.paused = False
+        self.control_task: Optional[asyncio.Task] = None
+        # set by attach(): pause (True) or resume (False) fetching the source's partitions; stop the worker
+        self.pause: Callable[[bool], None] = lambda pause: None
+        self.crash: Callable[[BaseException], Any] = lambda exc: None
+
+    async def start(self) -> None:
+        await super().start()
+        self.loop = asyncio.get_running_loop()
+        self.room = asyncio.Event()
+        self.room.set()
+        if self.spec.control is not None and self.control_task is None:
+            self.control_task = asyncio.create_task(self._obey(self.spec.control))
+
+    async def stop(self) -> None:
+        for task in [self.control_task, *self.tasks]:
+            if task is not None:
+                task.cancel()
+        self.control_task = None
+        await super().stop()
+
+    async def admit(self, stream: Any, event: Any) -> None:
+        """Take one input: skip, dead-letter or answer at once what needs no work; else start it (waiting,
+        fetching paused, while the stage is full)."""
+        if self.answered is not None:
+            stale = self.answered.stale([event])
+            if stale:
+                await self.answered.recover(stale, self.tail)
+        slot = self.intake(event)
+        self.handled += 1
+        if slot is None:
+            await stream.ack(event)
+            return
+        if isinstance(slot, Exception):
+            await self.deliver(self.sends_for(event, slot, slot))
+            await stream.ack(event)
+            return
+        message_id = getattr(slot, "message_id", None) or f"{event.message.partition}@{event.message.offset}"
+        if message_id in self.cancelled:
+            await self.deliver(self.sends_for(event, slot, self.handler.cancelled_result(slot)))
+            await stream.ack(event)
+            return
+        while len(self.inflight) >= self.most:
+            if not self.paused:
+                self.paused = True
+                self.pause(True)
+            self.room.clear()
+            await self.room.wait()
+        if self.paused:
+            self.paused = False
+            self.pause(False)
+        self.inflight[message_id] = event
+        loop = self.loop
+
+        def send(record: Record) -> None:  # the handler's thread
+            loop.call_soon_threadsafe(self._preview, event, message_id, record)
+
+        def done(result: Result) -> None:  # the handler's thread
+            loop.call_soon_threadsafe(self._done, stream, event, slot, message_id, result)
+
+        self.handler.submit(slot, send if self.spec.streams else None, done)
+
+    def _preview(self, event: Any, message_id: str, record: Record) -> None:
+        topic = self.sinks[self.spec.sinks[0].name]
+        task = asyncio.ensure_future(
+            self.producer.send(topic, key=event.message.key, value=encode(record), headers=self.headers)
+        )
+        task.add_done_callback(self._previewed)
+        self.previews[message_id] = task
+
+    def _previewed(self, task: asyncio.Future) -> None:
+        """Log a preview that was not queued or not delivered (previews are not retried)."""
+        if task.cancelled():
+            return
+        failed = task.exception()
+        if failed is not None:
+            log.warning("%s: a streamed record was not delivered: %s", self.spec.name, failed)
+        elif isinstance(task.result(), asyncio.Future):  # queued: now its delivery
+            task.result().add_done_callback(self._previewed)
+
+    def _done(self, stream: Any, event: Any, slot: Record, message_id: str, result: Result) -> None:
+        task = asyncio.ensure_future(self._complete(stream, event, slot, message_id, result))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _complete(self, stream: Any, event: Any, slot: Record, message_id: str, result: Result) -> None:
+        try:
+            preview = self.previews.pop(message_id, None)
+            if preview is not None:  # its previews are queued before the result
+                await asyncio.wait([preview])
+            if isinstance(result, Exception) and getattr(result, "stops_stage", False):
+                raise StageStopped(f"{self.spec.name}: {result}; its unfinished inputs will be handled again")
+            message = event.message
+            held = self.assigned(message.topic)
+            if held is not None and message.partition not in held:
+                log.info(
+                    "%s: %s[%s] was revoked while %s was worked on: its result is not sent",
+                    self.spec.name,
+                    message.topic,
+                    message.partition,
+                    message_id,
+                )
+                return
+            await self.deliver(self.sends_for(event, slot, result))
+            await stream.ack(event)
+        except StageStopped as exc:
+            self.stopped = exc
+            log.critical("%s", exc)
+            await self.crash(exc)
+        finally:
+            self.inflight.pop(message_id, None)
+            self.room.set()
+
+    def cancel(self, message_id: str) -> None:
+        """Cancel ``message_id``: now, when it is in flight here; when it comes, otherwise."""
+        self.cancelled.add(message_id)
+        if message_id in self.inflight:
+            log.info("%s: cancelling %s", self.spec.name, message_id)
+            self.handler.cancel(message_id)
+
+    async def _obey(self, control: TopicDecl) -> None:
+        """Read the whole control topic (from its start: a cancel may come before its message) and cancel."""
+        from aiokafka import TopicPartition
+
+        from scenestream.kafka import partitions_of, start_reader
+
+        topic = control.full_name(self.settings)
+        consumer = await start_reader(self.settings)
+        try:
+            partitions = await partitions_of(consumer, topic)
+            if not partitions:
+                log.warning("%s: no control topic %s: cancellation is off", self.spec.name, topic)
+                return
+            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            while True:
+                batch = await consumer.getmany(timeout_ms=500)
+                for records in batch.values():
+                    for record in records:
+                        try:
+                            order = decode(record.value, control.schema)
+                        except SchemaError as exc:
+                            log.warning("%s: unreadable control record at offset %s: %s", topic, record.offset, exc)
+                            continue
+                        self.cancel(order.message_id)
+        finally:
+            await consumer.stop()
+
+
 def _waiting(stream: Any) -> int:
     """How many messages are already queued for this stream (0 when unknown)."""
     try:
@@ -567,7 +761,10 @@ class BatchBound:
 
 def attach(app: Any, spec: StageSpec, settings: Settings, resources: Optional[Resources] = None) -> StageRunner:
     """Register the stage's faust agent on ``app``; returns its runner."""
-    runner = StageRunner(spec, settings, resources=resources)
+    if spec.continuous:
+        runner: StageRunner = ContinuousRunner(spec, settings, resources=resources)
+    else:
+        runner = StageRunner(spec, settings, resources=resources)
 
     def assigned(topic: str) -> Optional[set[int]]:
         try:
@@ -576,10 +773,36 @@ def attach(app: Any, spec: StageSpec, settings: Settings, resources: Optional[Re
             return None
 
     runner.assigned = assigned
-    source = app.topic(spec.source.full_name(settings), value_type=bytes, key_type=bytes)
+    source_name = spec.source.full_name(settings)
+    source = app.topic(source_name, value_type=bytes, key_type=bytes)
     bound = BatchBound(settings.batch_max, settings.batch_max_s if spec.time_bounded else None)
 
-    async def agent(stream: Any) -> None:
+    async def continuous(stream: Any) -> None:
+        manual = stream.noack()  # acks come from the runner, after delivery
+        await runner.start()
+        try:
+            async for event in manual.events():
+                await runner.admit(manual, event)
+        except StageStopped as exc:
+            runner.stopped = exc
+            log.critical("%s", exc)
+            await app.crash(exc)
+        finally:
+            await runner.stop()
+
+    if isinstance(runner, ContinuousRunner):
+
+        def pause(paused: bool) -> None:
+            try:
+                tps = {tp for tp in app.consumer.assignment() if tp.topic == source_name}
+            except Exception:  # no consumer (stopping)
+                return
+            (app.consumer.pause_partitions if paused else app.consumer.resume_partitions)(tps)
+
+        runner.pause = pause
+        runner.crash = app.crash
+
+    async def batches(stream: Any) -> None:
         batch: list[Any] = []
         manual = stream.noack()  # acks come from the runner, after delivery
         await runner.start()
@@ -600,6 +823,7 @@ def attach(app: Any, spec: StageSpec, settings: Settings, resources: Optional[Re
         finally:
             await runner.stop()
 
+    agent = continuous if isinstance(runner, ContinuousRunner) else batches
     agent.__name__ = spec.agent
     agent.__qualname__ = spec.agent
     app.agent(source, name=spec.agent)(agent)

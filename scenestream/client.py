@@ -9,9 +9,9 @@ from typing import AsyncIterator, Callable, Mapping, Optional, Union
 from scenestream.backbone import start_producer
 from scenestream.kafka import partitions_of, start_reader
 from scenestream.schemas.codec import SchemaError, decode, encode, unpack
-from scenestream.schemas.records import RawText, Record, new_message_id
+from scenestream.schemas.records import Cancel, GenerationParams, RawText, Record, new_message_id
 from scenestream.settings import Settings
-from scenestream.topics import RAW_TEXT
+from scenestream.topics import CONTROL, RAW_TEXT
 
 Accept = Callable[[Record], bool]
 
@@ -32,10 +32,25 @@ def check_size(text: str, settings: Settings) -> None:
         raise TextRefused(f"{exc.reason} (SCENESTREAM_MAX_TEXT_BYTES): not published") from None
 
 
-def raw_text(text: str, session_id: Optional[str] = None, tenant: str = "default", source: str = "api") -> RawText:
+def raw_text(
+    text: str,
+    session_id: Optional[str] = None,
+    tenant: str = "default",
+    source: str = "api",
+    register: Optional[str] = None,
+    params: Optional[GenerationParams] = None,
+) -> RawText:
+    """A new message: its own id, the session (a new one when not given), an optional forced register and
+    generation parameters (:class:`GenerationParams`; unset fields take the decoder's settings)."""
     message_id = new_message_id()
     return RawText(
-        message_id=message_id, session_id=session_id or f"s-{message_id}", text=text, tenant=tenant, source=source
+        message_id=message_id,
+        session_id=session_id or f"s-{message_id}",
+        text=text,
+        tenant=tenant,
+        source=source,
+        force_register=register,
+        params=params if params is not None and params.model_dump(exclude_defaults=True) else None,
     )
 
 
@@ -45,6 +60,17 @@ async def publish(settings: Settings, records: list[RawText]) -> None:
         topic = RAW_TEXT.full_name(settings)
         futures = [await prod.send(topic, key=r.session_id.encode(), value=encode(r)) for r in records]
         await asyncio.gather(*futures)
+    finally:
+        await prod.stop()
+
+
+async def cancel(settings: Settings, message_id: str, tenant: str = "default", reason: str = "cancelled") -> None:
+    """Ask the decoders to stop generating ``message_id``'s answer (a :class:`Cancel` on the control topic): the
+    one that holds it aborts it and sends a final lora-output marked cancelled."""
+    prod = await start_producer(settings)
+    try:
+        record = Cancel(message_id=message_id, tenant=tenant, reason=reason)
+        await (await prod.send(CONTROL.full_name(settings), key=message_id.encode(), value=encode(record)))
     finally:
         await prod.stop()
 
@@ -181,8 +207,9 @@ class Watcher:
         ``until`` is one topic (tested by ``accept``) or a mapping topic → test
         (``None`` accepts anything); wait for everything a caller needs in one
         call, since the records of a message are handed out once. Per topic the
-        result is the latest accepted record (for ``until`` topics) or the latest
-        record (a resonated scene after the formed one). A dead letter raises.
+        result is the first accepted record (for ``until`` topics: a later final
+        answer of the same message is a duplicate) or the latest record (a
+        resonated scene after the formed one). A dead letter raises.
         """
         tests = {until: accept} if isinstance(until, str) else dict(until)
         deadline = time.monotonic() + timeout
@@ -197,7 +224,8 @@ class Watcher:
             }
             if all(chosen.values()):
                 found = {topic: items[-1] for topic, items in self.seen.pop(message_id).items()}
-                found.update({topic: items[-1] for topic, items in chosen.items()})
+                # the first accepted: a second final answer for a message (re-answered after a crash) is a duplicate
+                found.update({topic: items[0] for topic, items in chosen.items()})
                 return {self.topics[topic].kind: item for topic, item in found.items()}
             if time.monotonic() > deadline:
                 missing = ", ".join(topic for topic, items in chosen.items() if not items)

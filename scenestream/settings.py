@@ -180,7 +180,22 @@ class Settings(BaseSettings):
         description="Static KV cache and a torch.compile'd decoding step (CUDA graphs) in the transformers "
         "engine: auto = on with CUDA, off on CPU; on forces it (CPU too); never with SCENESTREAM_LORA_KERNEL=peft.",
     )
-    max_new_tokens: int = Field(80, ge=1, description="Longest answer in tokens.")
+    max_new_tokens: int = Field(
+        80, ge=1, le=512, description="Longest answer in tokens (a message's own params may ask for another length)."
+    )
+    decoder_mode: Literal["continuous", "batch"] = Field(
+        "continuous",
+        description="continuous: the engine keeps running and admits each scene at its next step while earlier "
+        "answers are still generated; each answer is sent and acknowledged when it is done. batch: the scenes "
+        "waiting are generated together and nothing new is admitted until the whole batch is done (the earlier "
+        "decoder, kept for comparison: `scenestream bench e2e`).",
+    )
+    decoder_max_inflight: int = Field(
+        16,
+        ge=1,
+        description="continuous mode: most answers generated at once; beyond it the decoder stops fetching scenes "
+        "(its partitions pause) until one finishes.",
+    )
     stream: bool = Field(
         True, description="Stream answers: partial lora-outputs (final=false) while tokens come, then the whole one."
     )

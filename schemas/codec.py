@@ -120,7 +120,7 @@ def decode(value: bytes | None, cls: type[R]) -> R:
             if (cls.kind, name) not in _warned_unknown:
                 _warned_unknown.add((cls.kind, name))
                 log.info("%s: ignoring unknown field %r", cls.kind, name)
-    version = data.get("schema_version", 1)
+    version = data.setdefault("schema_version", 1)  # written before records carried their version
     if not isinstance(version, int) or isinstance(version, bool):
         raise SchemaError(f"schema_version is {version!r}, not an integer", "schema")
     if version > cls.version:

@@ -11,9 +11,9 @@ import time
 import uuid
 import warnings
 from dataclasses import dataclass
-from typing import Annotated, ClassVar, Literal, Optional
+from typing import Annotated, Any, ClassVar, Literal, Optional
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,9 @@ RegisterName = Annotated[str, AfterValidator(_known_register)]
 warnings.filterwarnings("ignore", message='Field name "register"', category=UserWarning)
 
 
+MAX_NEW_TOKENS_LIMIT = 512  # the most new tokens a message may ask for (prompt and answer share 1024 positions)
+
+
 def new_message_id() -> str:
     """A fresh message id (UUID7-like: time-ordered hex)."""
     return f"{time.time_ns():x}-{uuid.uuid4().hex[:12]}"
@@ -65,13 +68,40 @@ class Record(BaseModel):
     kind: ClassVar[str] = "record"
     version: ClassVar[int] = 1
 
-    schema_version: int = 1
+    schema_version: int = 1  # a new record: its class's version (below); a decoded one: what its writer wrote
+
+    @model_validator(mode="before")
+    @classmethod
+    def _current_version(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "schema_version" not in data:
+            data = {**data, "schema_version": cls.version}
+        return data
+
+
+class GenerationParams(BaseModel):
+    """How one message's answer is generated, set by whoever sends the message (``ask``, the API); each field
+    left unset takes the decoder's setting (``SCENESTREAM_MAX_NEW_TOKENS``, ``SCENESTREAM_TEMPERATURE`` …).
+    Checked where the message enters the pipeline: a value out of range, or a field this version does not
+    know, sends the message to the dead-letter topic with the reason. The final lora-output records the
+    values it was generated with, so a replay can generate it again."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_new_tokens: Optional[int] = Field(None, ge=1, le=MAX_NEW_TOKENS_LIMIT)
+    temperature: Optional[float] = Field(None, ge=0.0, le=2.0)
+    top_p: Optional[float] = Field(None, gt=0.0, le=1.0)
+    seed: Optional[int] = Field(None, ge=0, le=2**63 - 1)
+    stop: tuple[Annotated[str, Field(min_length=1, max_length=64)], ...] = Field((), max_length=4)
 
 
 class RawText(Record):
-    """raw-text: one text as it was ingested."""
+    """raw-text: one text as it was ingested.
+
+    Version 2: ``params``, the message's own generation parameters (:class:`GenerationParams`).
+    """
 
     kind: ClassVar[str] = "raw_text"
+    version: ClassVar[int] = 2
     message_id: str = Field(min_length=1)
     session_id: str = Field(min_length=1)
     text: str
@@ -80,6 +110,7 @@ class RawText(Record):
     ts_ms: int = Field(default_factory=now_ms)
     replay_of: Optional[str] = None
     force_register: Optional[RegisterName] = None
+    params: Optional[GenerationParams] = None
 
 
 class Part(BaseModel):
@@ -94,9 +125,10 @@ class Hypertoken(Part):
 
 
 class Tokens(Record):
-    """tokens: SentencePiece pieces plus the salient content units."""
+    """tokens: SentencePiece pieces plus the salient content units. Version 2: ``params`` carried on."""
 
     kind: ClassVar[str] = "tokens"
+    version: ClassVar[int] = 2
     message_id: str = Field(min_length=1)
     session_id: str = Field(min_length=1)
     tenant: str = "default"
@@ -111,6 +143,7 @@ class Tokens(Record):
     timings_ms: dict[str, float] = Field(default_factory=dict)
     replay_of: Optional[str] = None
     force_register: Optional[str] = None
+    params: Optional[GenerationParams] = None
 
     @property
     def piece_text(self) -> str:
@@ -131,9 +164,10 @@ class RegisterWeight(Part):
 
 
 class Scene(Record):
-    """scenes: what the text is about, how it feels, which register answers."""
+    """scenes: what the text is about, how it feels, which register answers. Version 2: ``params`` carried on."""
 
     kind: ClassVar[str] = "scene"
+    version: ClassVar[int] = 2
     scene_id: str = Field(min_length=1)
     message_id: str = Field(min_length=1)
     session_id: str = Field(min_length=1)
@@ -156,6 +190,7 @@ class Scene(Record):
     timings_ms: dict[str, float] = Field(default_factory=dict)
     replay_of: Optional[str] = None
     force_register: Optional[str] = None
+    params: Optional[GenerationParams] = None
 
 
 class LoraOutput(Record):
@@ -167,10 +202,19 @@ class LoraOutput(Record):
     and timings, and ``seq`` the number of partials before it. The partials
     joined are always a prefix of the final text. Version 1 records (no
     ``final``) read as final.
+
+    Version 3: the final record says why generation ended (``finish_reason``:
+    ``stop`` at the model's end or a stop string, ``sentence`` at a sentence end
+    once long enough, ``length`` at the token limit, ``cancelled``) and the
+    generation parameters it was made with (``params``, every field resolved).
+    A cancelled message's final record has ``cancelled`` true and is never an
+    answer. Answers may be sent more than once for one message (after a crash):
+    every reader keeps the first final record of a ``message_id`` and treats
+    later ones as duplicates.
     """
 
     kind: ClassVar[str] = "lora_output"
-    version: ClassVar[int] = 2
+    version: ClassVar[int] = 3
     message_id: str = Field(min_length=1)
     session_id: str = Field(min_length=1)
     scene_id: str = Field(min_length=1)
@@ -189,6 +233,14 @@ class LoraOutput(Record):
     replay_of: Optional[str] = None
     final: bool = True
     seq: int = Field(0, ge=0)
+    finish_reason: Optional[Literal["stop", "sentence", "length", "cancelled"]] = None
+    cancelled: bool = False
+    params: Optional[GenerationParams] = None
+
+    @property
+    def is_answer(self) -> bool:
+        """A final record that answers its message (not a partial, not a cancellation)."""
+        return self.final and not self.cancelled
 
 
 class MemoryEvent(Record):
@@ -201,6 +253,18 @@ class MemoryEvent(Record):
     tenant: str = "default"
     event: Literal["stored", "recalled", "linked"]
     details: dict = Field(default_factory=dict)
+    ts_ms: int = Field(default_factory=now_ms)
+
+
+class Cancel(Record):
+    """control: stop generating the answer of ``message_id`` (a client went away, a user pressed Ctrl-C). The
+    decoder that holds the message aborts it and sends a final lora-output marked ``cancelled``; one that
+    gets the message later finishes it as cancelled at once."""
+
+    kind: ClassVar[str] = "cancel"
+    message_id: str = Field(min_length=1)
+    tenant: str = "default"
+    reason: str = "cancelled"
     ts_ms: int = Field(default_factory=now_ms)
 
 

@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
-from scenestream.schemas.records import DeadLetter, LoraOutput, MemoryEvent, RawText, Record, Scene, Tokens
+from scenestream.schemas.records import Cancel, DeadLetter, LoraOutput, MemoryEvent, RawText, Record, Scene, Tokens
 from scenestream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,17 @@ MEMORY_EVENTS = TopicDecl(
     "memory-events", MemoryEvent, retention_hours=24 * 30, doc="what memory stored, recalled, linked (audit)"
 )
 
-PIPELINE: tuple[TopicDecl, ...] = (RAW_TEXT, TOKENS, SCENES, LORA_OUTPUTS, MEMORY_EVENTS)
+CONTROL = TopicDecl(
+    "control",
+    Cancel,
+    key="message_id",
+    partitions=1,
+    retention_hours=1,
+    has_dlq=False,
+    doc="cancel records by message id (every decoder reads all of it; an hour is long enough for any answer)",
+)
+
+PIPELINE: tuple[TopicDecl, ...] = (RAW_TEXT, TOKENS, SCENES, LORA_OUTPUTS, MEMORY_EVENTS, CONTROL)
 BY_NAME = {decl.name: decl for decl in PIPELINE}
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Protocol, Sequence
 
-from scenestream.schemas.records import REGISTERS
+from scenestream.schemas.records import REGISTERS, GenerationParams
 from scenestream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ OnDelta = Callable[[int, str], None]  # (request index, new raw text)
 class Request:
     prompt: str
     adapter: str  # a register, or BASE
+    params: Optional[GenerationParams] = None  # None: the settings' (resolve_params)
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,20 @@ class Generation:
     completion_tokens: int
     first_token_ms: Optional[float]  # None where the engine does not report it
     total_ms: float
+    finish_reason: Optional[str] = None  # stop, sentence, length, cancelled; None where the engine does not say
+
+
+def resolve_params(params: Optional[GenerationParams], settings: Settings) -> GenerationParams:
+    """``params`` with every unset field taken from the settings: what an answer is generated with."""
+    given = params.model_dump(exclude_none=True) if params is not None else {}
+    return GenerationParams(
+        **{
+            "max_new_tokens": settings.max_new_tokens,
+            "temperature": settings.temperature,
+            "top_p": 1.0,
+            **given,
+        }
+    )
 
 
 class Engine(Protocol):
@@ -224,6 +239,25 @@ class TransformersEngine:
         log.info("compiled decode ready in %.1f s", time.perf_counter() - started)
 
     def generate(self, requests: Sequence[Request], on_delta: Optional[OnDelta] = None) -> list[Generation]:
+        """One ``generate`` per set of generation parameters among ``requests`` (transformers samples a whole
+        batch alike), the results in request order."""
+        groups: dict[GenerationParams, list[int]] = {}
+        for i, request in enumerate(requests):
+            groups.setdefault(resolve_params(request.params, self.settings), []).append(i)
+        results: list[Optional[Generation]] = [None] * len(requests)
+        for params, rows in groups.items():
+
+            def delta(j: int, text: str, rows: list[int] = rows) -> None:
+                on_delta(rows[j], text)
+
+            chosen = [requests[i] for i in rows]
+            for i, generation in zip(rows, self._generate(chosen, params, delta if on_delta else None)):
+                results[i] = generation
+        return [g for g in results if g is not None]
+
+    def _generate(
+        self, requests: Sequence[Request], params: GenerationParams, on_delta: Optional[OnDelta]
+    ) -> list[Generation]:
         import torch
         from transformers import StoppingCriteriaList
 
@@ -250,19 +284,23 @@ class TransformersEngine:
             kwargs["adapter_names"] = ["__base__" if n == BASE else n for n in names_all]
         first = _Progress(self.tokenizer, width, on_delta, rows=rows)
         sampling = (
-            {"do_sample": True, "temperature": self.settings.temperature}
-            if self.settings.temperature > 0
+            {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p}
+            if params.temperature > 0
             else {"do_sample": False}
         )
+        if params.seed is not None:
+            torch.manual_seed(params.seed)
+        if params.stop:
+            sampling.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
         with self._lock, torch.inference_mode():
             if self.lora is not None:
                 self.lora.set_slots(names_all)
             if self.caches is not None:  # a static cache makes transformers compile the decoding step
-                kwargs.update(self.caches.generate_kwargs(padded, width, self.settings.max_new_tokens))
+                kwargs.update(self.caches.generate_kwargs(padded, width, params.max_new_tokens))
             out = self.net.generate(
                 input_ids=ids,
                 attention_mask=mask,
-                max_new_tokens=self.settings.max_new_tokens,
+                max_new_tokens=params.max_new_tokens,
                 pad_token_id=pad,
                 stopping_criteria=StoppingCriteriaList([first]),
                 repetition_penalty=self.settings.repetition_penalty,
@@ -274,17 +312,24 @@ class TransformersEngine:
         eos = self.tokenizer.eos_token_id
         for row, prompt_ids, name in zip(out[:rows], encoded, names):
             new = row[width:].tolist()
-            if eos in new:
+            ended = eos in new
+            if ended:
                 new = new[: new.index(eos) + 1]
             new = [t for t in new if t != pad or t == eos]
+            text = self.tokenizer.decode(new, skip_special_tokens=True)
+            stopped = ended or any(stop in text for stop in params.stop) or len(new) < params.max_new_tokens
+            for stop in params.stop:  # transformers keeps the stop string; vLLM and the API do not
+                if stop in text:
+                    text = text[: text.index(stop)]
             results.append(
                 Generation(
-                    text=self.tokenizer.decode(new, skip_special_tokens=True),
+                    text=text,
                     adapter=name,
                     prompt_tokens=len(prompt_ids),
                     completion_tokens=len(new),
                     first_token_ms=round(((first.at or done) - started) * 1000, 2),
                     total_ms=round((done - started) * 1000, 2),
+                    finish_reason="stop" if stopped else "length",
                 )
             )
         return results
@@ -312,16 +357,23 @@ class OpenAIEngine:
         parts = []
         usage = None
         model = request.adapter if request.adapter in self.adapters else self.model
+        params = resolve_params(request.params, self.settings)
         stream = self.client.completions.create(
             model=model,
             prompt=request.prompt,
             stream=True,
-            max_tokens=self.settings.max_new_tokens,
-            temperature=self.settings.temperature,
+            max_tokens=params.max_new_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            seed=params.seed,
+            stop=list(params.stop) or None,
             extra_body={"repetition_penalty": self.settings.repetition_penalty},
             stream_options={"include_usage": True},
         )
+        finish = None
         for chunk in stream:
+            if chunk.choices and chunk.choices[0].finish_reason:
+                finish = chunk.choices[0].finish_reason
             if chunk.choices and chunk.choices[0].text:
                 if first is None:
                     first = time.perf_counter()
@@ -338,6 +390,7 @@ class OpenAIEngine:
             completion_tokens=getattr(usage, "completion_tokens", 0) or len(parts),
             first_token_ms=round(((first or done) - started) * 1000, 2),
             total_ms=round((done - started) * 1000, 2),
+            finish_reason="length" if finish == "length" else "stop",
         )
 
     def generate(self, requests: Sequence[Request], on_delta: Optional[OnDelta] = None) -> list[Generation]:
@@ -447,6 +500,42 @@ class VLLMEngine:
             )
         self.tokenizer = self.llm.get_tokenizer()
         self._batches = itertools.count()
+        self.lora_ids = {name: i + 1 for i, name in enumerate(sorted(self.adapters))}
+        self.lock = threading.Lock()  # the engine core is driven by one caller at a time (generate or the loop)
+
+    def sampling(self, request: Request):
+        """vLLM's sampling parameters for ``request`` (its own, the settings' where unset), text as deltas."""
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        params = resolve_params(request.params, self.settings)
+        return SamplingParams(
+            max_tokens=params.max_new_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            seed=params.seed,
+            stop=list(params.stop) or None,
+            repetition_penalty=self.settings.repetition_penalty,
+            output_kind=RequestOutputKind.DELTA,
+        )
+
+    def add(self, request_id: str, request: Request) -> int:
+        """Put ``request`` into the engine core (the caller holds :attr:`lock`); returns its prompt's length."""
+        from vllm import TokensPrompt
+        from vllm.lora.request import LoRARequest
+
+        from scenestream.agents.decoder.base_model import encode_prompt
+
+        prompt = encode_prompt(self.tokenizer, request.prompt)
+        lora = (
+            LoRARequest(request.adapter, self.lora_ids[request.adapter], str(self.adapters[request.adapter]))
+            if request.adapter in self.adapters
+            else None
+        )
+        self.llm.llm_engine.add_request(
+            request_id, TokensPrompt(prompt_token_ids=prompt), self.sampling(request), lora_request=lora
+        )
+        return len(prompt)
 
     def close(self) -> None:
         """Stop vLLM's engine core process now (otherwise it lives until this process exits)."""
@@ -459,35 +548,19 @@ class VLLMEngine:
         """All requests into the engine at once, then its steps: each step's new text goes to
         ``on_delta`` as it comes (vLLM's DELTA outputs), and first-token time is when a request's
         first text arrived, measured here."""
-        from vllm import SamplingParams, TokensPrompt
-        from vllm.lora.request import LoRARequest
-        from vllm.sampling_params import RequestOutputKind
-
-        from scenestream.agents.decoder.base_model import encode_prompt
-
         if not requests:
             return []
+        with self.lock:
+            return self._generate(requests, on_delta)
+
+    def _generate(self, requests: Sequence[Request], on_delta: Optional[OnDelta]) -> list[Generation]:
         started = time.perf_counter()
-        params = SamplingParams(
-            max_tokens=self.settings.max_new_tokens,
-            temperature=self.settings.temperature,
-            repetition_penalty=self.settings.repetition_penalty,
-            output_kind=RequestOutputKind.DELTA,
-        )
-        ids = {name: i + 1 for i, name in enumerate(sorted(self.adapters))}
         engine = self.llm.llm_engine
-        batch = f"{next(self._batches)}"
-        prompt_tokens, texts, tokens, firsts, ends = {}, {}, {}, {}, {}
+        batch = f"batch{next(self._batches)}"
+        prompt_tokens, texts, tokens, firsts, ends, reasons = {}, {}, {}, {}, {}, {}
         try:
             for i, request in enumerate(requests):
-                prompt = encode_prompt(self.tokenizer, request.prompt)
-                prompt_tokens[i] = len(prompt)
-                lora = (
-                    LoRARequest(request.adapter, ids[request.adapter], str(self.adapters[request.adapter]))
-                    if request.adapter in self.adapters
-                    else None
-                )
-                engine.add_request(f"{batch}-{i}", TokensPrompt(prompt_token_ids=prompt), params, lora_request=lora)
+                prompt_tokens[i] = self.add(f"{batch}-{i}", request)
                 texts[i], tokens[i] = [], 0
         except Exception:  # leave the engine empty for the next batch
             engine.abort_request([f"{batch}-{i}" for i in texts])
@@ -506,6 +579,7 @@ class VLLMEngine:
                         on_delta(i, piece.text)
                 if out.finished:
                     ends[i] = now
+                    reasons[i] = "length" if piece.finish_reason == "length" else "stop"
         done = time.perf_counter()
         return [
             Generation(
@@ -515,6 +589,7 @@ class VLLMEngine:
                 completion_tokens=tokens[i],
                 first_token_ms=round((firsts[i] - started) * 1000, 2) if i in firsts else None,
                 total_ms=round((ends.get(i, done) - started) * 1000, 2),
+                finish_reason=reasons.get(i),
             )
             for i, request in enumerate(requests)
         ]

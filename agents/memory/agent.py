@@ -79,7 +79,7 @@ def stages(settings: Settings) -> list[StageSpec]:
         StageSpec.of(
             "link_answer",
             lambda s, r: LinkAnswer(shared_memory(s, r)),
-            accepts=lambda out: out.final,
+            accepts=lambda out: out.is_answer,  # not the partials, not a cancelled generation
             answers=lambda event: event.event == "linked",
             in_thread=True,
         ),

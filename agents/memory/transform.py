@@ -120,8 +120,12 @@ class Memory:
         for output in outputs:
             if output.replay_of is not None:
                 continue  # replays never touch the originals
-            found = self.archive.get(output.scene_id) is not None
-            if found:
+            stored = self.archive.get(output.scene_id)
+            found = stored is not None
+            duplicate = found and stored.get("answer_message_id") == output.message_id
+            if duplicate:  # answered again after a crash: the first answer stays the one on record
+                pass
+            elif found:
                 self.archive.update_payload(
                     output.scene_id,
                     {
@@ -131,6 +135,7 @@ class Memory:
                         "answer_engine": output.engine,
                         "answer_ts_ms": output.ts_ms,
                         "answer_timings_ms": output.timings_ms,
+                        "answer_message_id": output.message_id,
                     },
                 )
             events.append(
@@ -140,7 +145,12 @@ class Memory:
                     scene_id=output.scene_id,
                     tenant=output.tenant,
                     event="linked",
-                    details={"register": output.register, "adapter": output.adapter, "archived_scene": found},
+                    details={
+                        "register": output.register,
+                        "adapter": output.adapter,
+                        "archived_scene": found,
+                        **({"duplicate": True} if duplicate else {}),
+                    },
                 )
             )
         return events

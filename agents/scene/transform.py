@@ -160,6 +160,7 @@ class SceneBuilder:
                     },
                     replay_of=tokens.replay_of,
                     force_register=tokens.force_register,
+                    params=tokens.params,
                 )
             )
         return scenes

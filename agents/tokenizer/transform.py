@@ -168,6 +168,7 @@ class Tokenizer:
             timings_ms={"tokenize": round((time.perf_counter() - started) * 1000, 3)},
             replay_of=raw.replay_of,
             force_register=raw.force_register,
+            params=raw.params,
         )
 
 
