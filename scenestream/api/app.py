@@ -119,9 +119,9 @@ def the_api(request: Request) -> API:
     return request.app.state.api
 
 
-def auth(request: Request, authorization: Optional[str] = Header(None)) -> str:
+def auth(request: Request) -> str:
     """The tenant of the request's key (401 when keys are set and it has none or a wrong one)."""
-    return tenant_for(request.app.state.api.keys, authorization)
+    return tenant_for(request.app.state.api.keys, request.headers.get("authorization"))
 
 
 # ------------------------------------------------------------------------------------------- request bodies
