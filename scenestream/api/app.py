@@ -26,6 +26,7 @@ from fastapi import Body, Depends, FastAPI, Header, Request, WebSocket, WebSocke
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from scenestream.api.gateway import Busy, Gateway, Pending
@@ -391,10 +392,18 @@ def create_app(settings: Optional[Settings] = None, service: Optional[Service] =
         record = raw_for(api, asked.text, asked.session, tenant, asked.register, asked.params)
         gateway, waiting = await submit(api, record)
         if asked.stream:
+
+            def left_unanswered() -> None:
+                # a client gone before the stream began never runs the stream's own clean-up
+                if gateway.dispatcher.pending.get(record.message_id) is waiting:
+                    gateway.dispatcher.close(record.message_id)
+                    api.cancel(record.message_id, tenant, "client went away")
+
             return StreamingResponse(
                 stream_chat(api, asked, record, waiting),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "X-Session-Id": record.session_id},
+                background=BackgroundTask(left_unanswered),
             )
         doc = await collect_chat(api, asked, record, waiting, request)
         return JSONResponse(doc, headers={"X-Session-Id": record.session_id})

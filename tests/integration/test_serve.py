@@ -393,6 +393,32 @@ def test_a_client_that_goes_away_cancels_its_message(gateway):
     assert seen.count("client went away") == 2, seen  # not "timeout": the disconnect was seen first
 
 
+def test_a_second_gateway_on_the_same_stack_gets_its_own_answers(served, tmp_path):
+    """Several serve processes share one cluster: a gateway-only API on the served stack's broker, asked at the
+    same time as the served one; each gets its own answer (its reader keeps only its own requests' records)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from scenestream.api.app import create_app
+    from scenestream.settings import Settings
+
+    url, data = served
+    broker = stack_settings(data).broker
+    with serving(create_app(Settings(broker=broker, data_dir=tmp_path, api_keys=f"{K1}=acme"))) as second:
+        assert httpx.get(f"{second}/readyz").json()["mode"] == "cluster"
+
+        def ask(base: str, model: str):
+            return client(base).chat.completions.create(
+                model=model, messages=[{"role": "user", "content": f"Скажи что-нибудь, {model}."}], max_tokens=6
+            )
+
+        with ThreadPoolExecutor(2) as pool:
+            one, two = pool.submit(ask, url, "body"), pool.submit(ask, second, "poet")
+            one, two = one.result(timeout=200), two.result(timeout=200)
+    assert one.scenestream["register"] == "body" and two.scenestream["register"] == "poet"
+    assert one.scenestream["message_id"] != two.scenestream["message_id"]
+    assert one.choices[0].message.content and two.choices[0].message.content
+
+
 # ----------------------------------------------------------------------------------------------- fuzz
 
 
