@@ -83,7 +83,7 @@ class API:
             except Exception:
                 log.exception("publishing the cancel of %s failed", message_id)
 
-        self.metrics.refused.labels(code=f"cancel_{reason}").inc()
+        self.metrics.cancelled.labels(reason=reason).inc()
         self.spawn(send())
 
     def stage_lags(self) -> dict[tuple[str, int], int]:
@@ -762,6 +762,16 @@ class CountRequests:
             await self.app(scope, receive, send)
             return
         status = {"code": 500}
+        api = scope["app"].state.api if "app" in scope else None
+        length = dict(scope.get("headers") or []).get(b"content-length", b"0")
+        limit = api.settings.max_request_bytes if api is not None else 1024 * 1024
+        if length.isdigit() and int(length) > limit:  # refused before it is read (SCENESTREAM_MAX_REQUEST_BYTES)
+            body = error_body(f"the request body is over {limit} bytes", "invalid_request_error", "too_large")
+            response = JSONResponse(body, status_code=413)
+            await response(scope, receive, send)
+            if api is not None:
+                api.metrics.requests.labels(route="unmatched", status="413").inc()
+            return
 
         async def sending(message: dict) -> None:
             if message["type"] == "http.response.start":
@@ -773,6 +783,5 @@ class CountRequests:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
-            api = scope["app"].state.api if "app" in scope else None
             if api is not None:
                 api.metrics.requests.labels(route=path, status=str(status["code"])).inc()

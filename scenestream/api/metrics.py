@@ -69,6 +69,12 @@ class Metrics:
         )
         self.tokens = Counter("scenestream_api_tokens", "Tokens of answered requests", ["kind"], registry=r)
         self.refused = Counter("scenestream_api_refused", "Requests refused, by reason (code)", ["code"], registry=r)
+        self.cancelled = Counter(
+            "scenestream_api_cancelled",
+            "Messages the API cancelled (a Cancel on the control topic)",
+            ["reason"],
+            registry=r,
+        )
 
     def watch_stages(self, runners: Callable[[], list], lags: Callable[[], dict[tuple[str, int], int]]) -> None:
         self.registry.register(StageCollector(runners, lags))

@@ -93,3 +93,10 @@ def test_serve_refuses_a_public_address_without_keys(monkeypatch):
     finally:
         get_settings.cache_clear()
     assert result.exit_code == 2 and "--insecure" in result.output
+
+
+def test_a_body_over_the_request_limit_is_refused_unread(client):
+    response = client.post(
+        "/v1/chat/completions", headers={"Authorization": "Bearer k1"}, content=b"x" * (1024 * 1024 + 1)
+    )
+    assert envelope(response, 413)["code"] == "too_large"
