@@ -62,6 +62,7 @@ class API:
         self.keys = parse_keys(settings.api_keys)
         self.service = service
         self.metrics = Metrics()
+        self.metrics.scene_stage = "resonated" if settings.memory else "formed"
         self.tasks: set[asyncio.Task] = set()
         self.metrics.watch_stages(lambda: self.service.runners if self.service else [], self.stage_lags)
 
@@ -335,7 +336,7 @@ def create_app(settings: Optional[Settings] = None, service: Optional[Service] =
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         api: API = app.state.api
         if api.service is None:
-            api.service = Service(settings)
+            api.service = Service(settings, on_record=api.metrics.record)
         api.service.start()
         try:
             yield

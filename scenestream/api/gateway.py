@@ -22,7 +22,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from scenestream.schemas.codec import SchemaError, decode, encode
 from scenestream.schemas.records import DeadLetter, LoraOutput, RawText, Record, Scene
@@ -144,8 +144,9 @@ def result_topics(settings: Settings) -> dict[str, type[Record]]:
 class Gateway:
     """The dispatcher fed by one group-less consumer of :func:`result_topics`, and one producer."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, on_record: Optional[Callable[[Record], None]] = None) -> None:
         self.settings = settings
+        self.on_record = on_record  # every decoded record read, whoever waits for it (the stages' timings)
         self.dispatcher = Dispatcher(settings.api_max_pending, settings.memory)
         self.topics = result_topics(settings)
         self.consumer: Any = None
@@ -198,6 +199,8 @@ class Gateway:
                         except SchemaError:
                             continue  # not ours to judge: the stages dead-letter what they cannot read
                         self.dispatcher.note(item)
+                        if self.on_record is not None:
+                            self.on_record(item)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # the reader is gone: readiness says so, waiting requests time out

@@ -69,12 +69,33 @@ class Metrics:
         )
         self.tokens = Counter("scenestream_api_tokens", "Tokens of answered requests", ["kind"], registry=r)
         self.refused = Counter("scenestream_api_refused", "Requests refused, by reason (code)", ["code"], registry=r)
+        self.scene_stage = "resonated"
+        self.stage_time = Histogram(
+            "scenestream_stage_step_seconds",
+            "Time of each step of the pipeline, as the records read by this process carry it (timings_ms)",
+            ["step"],
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0),
+            registry=r,
+        )
         self.cancelled = Counter(
             "scenestream_api_cancelled",
             "Messages the API cancelled (a Cancel on the control topic)",
             ["reason"],
             registry=r,
         )
+
+    def record(self, item: Any) -> None:
+        """The stage timings a pipeline record carries (every record the gateway reads, not only its own
+        requests'): the scene the decoder answers (tokenize, embed, scene, memory …) and each final answer
+        (queue, first_token, generate …)."""
+        stage = getattr(item, "stage", None)
+        if stage is not None and stage != self.scene_stage:
+            return  # a formed scene when memory is on: its timings come again with the resonated one
+        if getattr(item, "final", True) is False:
+            return
+        for step, ms in (getattr(item, "timings_ms", None) or {}).items():
+            if isinstance(ms, (int, float)):
+                self.stage_time.labels(step=step).observe(ms / 1000)
 
     def watch_stages(self, runners: Callable[[], list], lags: Callable[[], dict[tuple[str, int], int]]) -> None:
         self.registry.register(StageCollector(runners, lags))

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from scenestream.api.gateway import Gateway
 from scenestream.api.openai_types import APIError
@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 
 
 class Service:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, on_record: Optional[Callable[[Any], None]] = None) -> None:
         self.base = settings
+        self.on_record = on_record
         self.settings: Settings = settings  # with the broker's address once connected
         self.mode: Optional[str] = None  # embedded (broker and stages here), cluster or running (gateway only)
         self.gateway: Optional[Gateway] = None
@@ -88,7 +89,7 @@ class Service:
 
     async def _serve(self, settings: Settings) -> None:
         self.settings = settings
-        gateway = Gateway(settings)
+        gateway = Gateway(settings, self.on_record)
         try:
             await gateway.start()
             self.gateway = gateway
