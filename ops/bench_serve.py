@@ -5,11 +5,11 @@
 One run starts ``scenestream serve`` on its own embedded stack (this environment's ``SCENESTREAM_*`` settings,
 a fresh data directory) and measures, at the client:
 
-* for each rate (requests per second, open loop, ``--seconds`` each): through the API (``openai``'s
-  ``AsyncOpenAI``, streaming) the time to the first chunk (the scene), to the first token and to the whole
-  answer; straight to Kafka on the same stack (``publish`` + a ``Watcher``, as ``bench e2e`` and ``ask`` do)
-  the time to the first piece and to the final answer; the API's added latency is the difference of the
-  first-token p50s;
+* for each rate (requests per second, open loop, ``--seconds`` each), every other request through the API
+  (``openai``'s ``AsyncOpenAI``, streaming: the time to the first chunk, which holds the scene, to the first
+  token and to the whole answer) and the others straight to Kafka on the same stack (``publish`` + a
+  ``Watcher``, as ``bench e2e`` and ``ask`` do: the time to the first piece and to the final answer), so both
+  paths meet the same queue; the API's added latency is the difference of the first-token p50s;
 * ``--idle`` WebSocket connections held open (authenticated, silent) while the first rate runs again: errors,
   connections still open at the end, first-token p50 beside the run without them;
 * a burst of ``--burst`` streaming requests at once: answered, refused with 429, failed otherwise, and the
@@ -106,8 +106,11 @@ def summary(results: list[dict], keys: Sequence[str]) -> dict:
     return row
 
 
-async def direct_run(settings: Any, rate: float, seconds: float, max_tokens: int) -> list[dict]:
-    """The same load straight to Kafka: publish a raw text, wait on a Watcher (no API in the path)."""
+async def mixed_run(
+    client: Any, settings: Any, rate: float, seconds: float, max_tokens: int, serial: bool = False
+) -> tuple[list, list]:
+    """``rate`` requests per second, every other one through the API and the rest straight to Kafka (publish a
+    raw text, wait on a Watcher: no API in the path), so both paths meet the same queue; (api, direct)."""
     from scenestream.client import Watcher, publish, raw_text
     from scenestream.schemas.records import GenerationParams
     from scenestream.topics import LORA_OUTPUTS, PIPELINE, SCENES
@@ -149,8 +152,17 @@ async def direct_run(settings: Any, rate: float, seconds: float, max_tokens: int
             out["first_token_ms"] = (first_piece[record.message_id] - started) * 1000
         return out
 
+    async def either(i: int) -> dict:
+        if i % 2 == 0:
+            return {"path": "api", **await api_request(client, TEXTS[i % len(TEXTS)], max_tokens)}
+        return {"path": "direct", **await one(i)}
+
     try:
-        return await open_loop(one, rate, seconds)
+        if serial:
+            results = [await either(i) for i in range(max(1, int(rate * seconds)))]
+        else:
+            results = await open_loop(either, rate, seconds)
+        return [r for r in results if r["path"] == "api"], [r for r in results if r["path"] == "direct"]
     finally:
         reader.cancel()
         with contextlib.suppress(BaseException):
@@ -174,9 +186,16 @@ async def bench(url: str, pid: int, settings: Any, args: argparse.Namespace) -> 
     report: dict[str, Any] = {"max_tokens": args.max_tokens, "seconds": args.seconds, "rates": {}}
     for i in range(2):  # warm-up: the engine's first steps, the connections
         await api_request(client, TEXTS[i], args.max_tokens)
+    if args.pairs:  # one at a time, API then Kafka: the API's own cost without a queue
+        api, direct = await mixed_run(client, settings, 1000.0, 2 * args.pairs / 1000.0, args.max_tokens, serial=True)
+        row = {"api": summary(api, ("scene_ms", "first_token_ms", "answer_ms"))}
+        row["direct"] = summary(direct, ("first_token_ms", "answer_ms"))
+        a, d = row["api"]["first_token_ms"], row["direct"]["first_token_ms"]
+        if a.get("n") and d.get("n"):
+            row["api_added_first_token_p50_ms"] = round(a["p50_ms"] - d["p50_ms"], 1)
+        report["one_at_a_time"] = row
     for rate in args.rates:
-        api = await open_loop(lambda i: api_request(client, TEXTS[i % len(TEXTS)], args.max_tokens), rate, args.seconds)
-        direct = await direct_run(settings, rate, args.seconds, args.max_tokens)
+        api, direct = await mixed_run(client, settings, rate, args.seconds, args.max_tokens)
         row = {
             "api": summary(api, ("scene_ms", "first_token_ms", "answer_ms")),
             "direct": summary(direct, ("first_token_ms", "answer_ms")),
@@ -273,6 +292,13 @@ def run(args: argparse.Namespace) -> dict:
 
 def render(report: dict) -> str:
     lines = [f"serve ready in {report['ready_s']} s; {report['max_tokens']} tokens per answer"]
+    if "one_at_a_time" in report:
+        row = report["one_at_a_time"]
+        lines.append(
+            f"one at a time: API first token p50 {row['api']['first_token_ms'].get('p50_ms')} ms, Kafka first "
+            f"piece p50 {row['direct']['first_token_ms'].get('p50_ms')} ms; "
+            f"API added {row.get('api_added_first_token_p50_ms')} ms"
+        )
     for rate, row in report["rates"].items():
         api, direct = row["api"], row["direct"]
         lines.append(
@@ -305,6 +331,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--idle", type=int, default=200, help="Idle WebSocket connections (0: skip).")
     parser.add_argument("--burst", type=int, default=50, help="Requests sent at once (0: skip).")
     parser.add_argument("--max-tokens", type=int, default=32, help="Tokens per answer.")
+    parser.add_argument("--pairs", type=int, default=6, help="API/Kafka pairs asked one at a time (0: skip).")
     parser.add_argument("--json", action="store_true", help="Print one JSON document.")
     args = parser.parse_args(argv)
     report = run(args)
