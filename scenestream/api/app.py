@@ -289,19 +289,21 @@ async def collect_chat(api: API, asked: Asked, record: RawText, waiting: Pending
 
     async def answer() -> dict:
         nonlocal scene
-        async for kind, item in answer_events(api, waiting, api.settings.api_timeout_s, record.tenant):
-            if kind == "scene":
-                scene = item
-            elif kind == "final":
-                ext = extension(record.message_id, record.session_id, scene, output=item)
-                return completion(asked.model, record.message_id, item, ext)
-            elif kind == "timeout":
-                api.metrics.refused.labels(code="timeout").inc()
-                raise APIError(504, f"no answer within {api.settings.api_timeout_s:g} s", code="timeout")
-            elif kind == "cancelled":
-                raise APIError(409, "the message was cancelled before it was answered", code="cancelled")
-            elif kind == "error":
-                raise dead_letter_error(item)
+        events = answer_events(api, waiting, api.settings.api_timeout_s, record.tenant)
+        async with contextlib.aclosing(events):  # its clean-up (unregister, cancel) now, not when collected
+            async for kind, item in events:
+                if kind == "scene":
+                    scene = item
+                elif kind == "final":
+                    ext = extension(record.message_id, record.session_id, scene, output=item)
+                    return completion(asked.model, record.message_id, item, ext)
+                elif kind == "timeout":
+                    api.metrics.refused.labels(code="timeout").inc()
+                    raise APIError(504, f"no answer within {api.settings.api_timeout_s:g} s", code="timeout")
+                elif kind == "cancelled":
+                    raise APIError(409, "the message was cancelled before it was answered", code="cancelled")
+                elif kind == "error":
+                    raise dead_letter_error(item)
         raise APIError(504, "no answer", code="timeout")
 
     async def gone() -> None:
@@ -664,8 +666,9 @@ async def websocket_session(websocket: WebSocket, api: API) -> None:
 
     async def pump(record: RawText, waiting: Pending) -> None:
         mid = record.message_id
+        events = answer_events(api, waiting, api.settings.api_timeout_s, tenant)
         try:
-            async for kind, item in answer_events(api, waiting, api.settings.api_timeout_s, tenant):
+            async for kind, item in events:
                 if kind == "scene":
                     ext = extension(mid, record.session_id, item, adapter=api.adapter_for(item))
                     await send({"type": "scene", **ext})
@@ -692,10 +695,11 @@ async def websocket_session(websocket: WebSocket, api: API) -> None:
                     await error(dead_letter_error(item), mid)
         except asyncio.CancelledError:
             raise
-        except Exception:  # the socket is gone: answer_events has cancelled the message
+        except Exception:  # the socket is gone: answer_events cancels the message
             log.debug("websocket send failed", exc_info=True)
         finally:
             running.pop(mid, None)
+            await events.aclose()
 
     async def handle(raw: str) -> None:
         try:
