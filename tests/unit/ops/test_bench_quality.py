@@ -55,7 +55,16 @@ class FakeEngine:
             # the prompt ends with the text's line; find the prompt id by its text
             row = next(p for p in PROMPTS if p["text"] in r.prompt)
             text = ANSWERS[(r.adapter, row["id"])]
-            out.append(Generation(text + "\nText: next", r.adapter, 10, 80 if text.endswith("the") else 20, None, 1.0))
+            out.append(
+                Generation(
+                    text=text + "\nText: next",
+                    adapter=r.adapter,
+                    prompt_tokens=10,
+                    completion_tokens=80 if text.endswith("the") else 20,
+                    first_token_ms=None,
+                    total_ms=1.0,
+                )
+            )
         return out
 
 
