@@ -75,8 +75,56 @@ def test_vllm_in_process_mixed_adapters_in_one_batch(settings):
         _check(generations, engine.adapters, pieces)
         again = engine.generate([Request(p, r) for p, r in PROMPTS])  # greedy: the same without a receiver
         assert [g.text for g in again] == [g.text for g in generations]
+        _continuous(engine)
     finally:
         engine.close()  # its engine core process goes now, not at exit
+
+
+def _continuous(engine):
+    """The same engine kept running (VLLMLoop): short answers admitted while a long one runs leave before it,
+    each with its own parameters; the long one is aborted."""
+    import threading
+
+    from scenestream.agents.decoder.loop import Job, VLLMLoop
+    from scenestream.schemas.records import GenerationParams
+
+    loop = VLLMLoop(engine)
+    done, pieces = {}, {}
+    events = {name: threading.Event() for name in ("long", "short0", "short1", "stop")}
+
+    def job(name, prompt, adapter, params):
+        def on_done(outcome, name=name):
+            done[name] = outcome
+            events[name].set()
+
+        return Job(
+            name,
+            Request(prompt, adapter, params),
+            lambda text, name=name: pieces.setdefault(name, []).append(text) and False,
+            on_done,
+        )
+
+    try:
+        loop.submit(job("long", *PROMPTS[0], GenerationParams(max_new_tokens=400, temperature=0.8, seed=1)))
+        deadline = time.monotonic() + 120
+        while len(pieces.get("long", [])) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert pieces.get("long"), "the long answer never started"
+        loop.submit(job("short0", *PROMPTS[1], GenerationParams(max_new_tokens=8)))
+        loop.submit(job("short1", *PROMPTS[2], GenerationParams(max_new_tokens=6, seed=3, temperature=1.0)))
+        loop.submit(job("stop", *PROMPTS[3], GenerationParams(max_new_tokens=60, stop=(" ",))))
+        for name in ("short0", "short1", "stop"):
+            assert events[name].wait(120), name
+        assert not events["long"].is_set(), "the short answers waited for the long one"
+        assert done["short0"].completion_tokens == 8 and done["short0"].finish_reason == "length"
+        assert done["short1"].completion_tokens == 6 and done["short1"].finish_reason == "length"
+        assert done["stop"].finish_reason == "stop" and " " not in done["stop"].text.strip()
+        loop.abort("long")
+        assert events["long"].wait(30)
+        assert done["long"].finish_reason == "cancelled" and done["long"].completion_tokens < 400
+        assert not engine.llm.llm_engine.has_unfinished_requests()
+    finally:
+        loop.close()
 
 
 def test_openai_engine_against_vllm_serve(settings, tmp_path):
