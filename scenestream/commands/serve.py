@@ -44,4 +44,13 @@ def serve(
         f"scenestream serve on http://{host}:{port}/v1  ({where}; tenants: {len(set(keys.values())) or 'none'})",
         err=True,
     )
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, loop="asyncio", ws="websockets-sansio")
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=log_level,
+        loop="asyncio",
+        ws="websockets-sansio",
+        # open streams are closed (and their messages cancelled) rather than waited for at Ctrl-C
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
+    )
