@@ -546,12 +546,35 @@ def run_quality(
     return report
 
 
+def _rss_mb() -> float:
+    """Resident memory of this process and its children (vLLM's engine core), in MiB."""
+    import psutil
+
+    me = psutil.Process()
+    total = me.memory_info().rss
+    for child in me.children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except psutil.Error:
+            pass
+    return round(total / 2**20, 1)
+
+
 def run_e2e_bench(
-    rates: tuple[float, ...] = (1.0, 4.0), seconds: float = 20.0, asks: int = 3, progress: bool = True
+    rates: tuple[float, ...] = (1.0, 4.0),
+    seconds: float = 20.0,
+    asks: int = 3,
+    progress: bool = True,
+    modes: tuple[str, ...] = ("continuous", "batch"),
+    overload_seconds: float = 0.0,
+    overload_rate: float = 4.0,
 ) -> dict:
     """p50/p99 from publishing to raw-text to the first streamed piece of the answer (the first partial
-    lora-output arriving at the client) and to the full answer, on the embedded stack; then ``asks``
-    one-at-a-time ``scenestream ask`` calls through the stack already up (in-process and as the CLI)."""
+    lora-output arriving at the client) and to the full answer, on the embedded stack, for each decoder mode
+    side by side (a worker of its own per mode, on one broker); then ``asks`` one-at-a-time ``scenestream
+    ask`` calls through the first mode's stack (in-process and as the CLI); then, with ``overload_seconds``,
+    the first mode offered ``overload_rate`` for that long with the memory of the worker (and its engine's
+    process) sampled every 5 s, and how many scenes wait in the broker at the end."""
     import asyncio
     import os
     import subprocess
@@ -593,15 +616,20 @@ def run_e2e_bench(
                 sent[record.message_id] = time.time()
                 await publish(s, [record.model_copy(update={"ts_ms": int(sent[record.message_id] * 1000)})])
 
+        started = time.time()
         task = asyncio.create_task(producer())
-        first, full, pieces = [], [], []
+        first, full, pieces, queue, tokens = [], [], [], [], 0
         for record in records:
             got = await watcher.wait(record.message_id, LORA_OUTPUTS.full_name(s), timeout=600)
             out = got["lora_output"]
             full.append((time.time() - sent[record.message_id]) * 1000)
             pieces.append(out.seq)
+            tokens += out.completion_tokens
+            if "queue" in out.timings_ms:
+                queue.append(out.timings_ms["queue"])
             if record.message_id in watcher.first_partial:
                 first.append((watcher.first_partial[record.message_id] - sent[record.message_id]) * 1000)
+        wall = time.time() - started
         await task
         await watcher.stop()
         return {
@@ -613,6 +641,48 @@ def run_e2e_bench(
             "first_token_p99_ms": pct(first, 0.99),
             "answer_p50_ms": pct(full, 0.5),
             "answer_p99_ms": pct(full, 0.99),
+            "decoder_queue_p50_ms": pct(queue, 0.5),
+            "tokens_per_s": round(tokens / wall, 1),
+            "rss_mb": _rss_mb(),
+        }
+
+    async def overload(s) -> dict:
+        """``overload_rate`` for ``overload_seconds``; memory every 5 s; the scenes still waiting at the end."""
+        from scenestream.kafka import partitions_of, start_reader
+
+        n = int(overload_rate * overload_seconds)
+        records = [raw_text(texts[i % len(texts)], session_id=f"over-{i % 8}") for i in range(n)]
+        samples = []
+        start = time.time()
+        next_sample = start
+        for i, record in enumerate(records):
+            if time.time() >= next_sample:
+                samples.append({"t_s": round(time.time() - start, 1), "rss_mb": _rss_mb()})
+                next_sample += 5.0
+            delay = start + i / overload_rate - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await publish(s, [record])
+        samples.append({"t_s": round(time.time() - start, 1), "rss_mb": _rss_mb()})
+        reader = await start_reader(s)
+        try:
+            from aiokafka import TopicPartition
+
+            topic = LORA_OUTPUTS.full_name(s)
+            tps = [TopicPartition(topic, p) for p in sorted(await partitions_of(reader, topic) or ())]
+            answered_offsets = sum((await reader.end_offsets(tps)).values()) if tps else None
+        finally:
+            await reader.stop()
+        rss = [sample["rss_mb"] for sample in samples]
+        return {
+            "rate_rps": overload_rate,
+            "seconds": overload_seconds,
+            "published": n,
+            "rss_mb_first": rss[0],
+            "rss_mb_max": max(rss),
+            "rss_mb_last": rss[-1],
+            "rss_samples": samples,
+            "lora_output_records_at_end": answered_offsets,
         }
 
     def cli_ask(s, text: str) -> tuple[float, dict]:
@@ -656,28 +726,56 @@ def run_e2e_bench(
 
         return {"in_process": summary(inproc), "cli": summary(cli)}
 
-    async def main(s) -> dict:
-        report = {}
+    async def one_mode(s, mode: str, first_mode: bool) -> dict:
+        report: dict = {"mode": mode}
         async with running_worker(s, select_stages(None, s)):
-            say("e2e bench: one warm-up answer (group joins, engine's first batch; not counted) …")
+            say(f"e2e bench [{mode}]: one warm-up answer (group joins, engine's first batch; not counted) …")
             await ask_once(texts[0], settings=s, timeout=600)
             runs = []
             for rate in rates:
-                say(f"e2e bench: {rate} req/s for {seconds:.0f}s …")
+                say(f"e2e bench [{mode}]: {rate} req/s for {seconds:.0f}s …")
                 runs.append(await one_rate(s, rate))
             report["runs"] = runs
-            if asks:
-                say(f"e2e bench: {asks} asks one at a time through the running stack (in-process, CLI) …")
+            if asks and first_mode:
+                say(f"e2e bench [{mode}]: {asks} asks one at a time through the running stack (in-process, CLI) …")
                 report["ask_through_running_stack"] = await through_running(s)
+            if overload_seconds and first_mode:
+                say(f"e2e bench [{mode}]: overload, {overload_rate} req/s for {overload_seconds:.0f}s …")
+                report["overload"] = await overload(s)
+        return report
+
+    async def main(s) -> dict:
+        by_mode = {}
+        for i, mode in enumerate(modes):
+            ms = s.model_copy(update={"decoder_mode": mode, "topic_prefix": f"e2e-{uuid.uuid4().hex[:6]}-"})
+            by_mode[mode] = await one_mode(ms, mode, i == 0)
+        report: dict = {"modes": by_mode}
+        if {"continuous", "batch"} <= set(by_mode):
+            ratios = []
+            for cont, batch in zip(by_mode["continuous"]["runs"], by_mode["batch"]["runs"]):
+
+                def ratio(key, cont=cont, batch=batch):
+                    a, b = batch.get(key), cont.get(key)
+                    return round(a / b, 2) if a and b else None
+
+                ratios.append(
+                    {
+                        "rate_rps": cont["rate_rps"],
+                        "first_token_p50_batch_over_continuous": ratio("first_token_p50_ms"),
+                        "first_token_p99_batch_over_continuous": ratio("first_token_p99_ms"),
+                        "answer_p50_batch_over_continuous": ratio("answer_p50_ms"),
+                    }
+                )
+            report["ratios"] = ratios
         return report
 
     settings = get_settings()
     with broker_for(settings) as s:
-        s = s.model_copy(update={"topic_prefix": f"e2e-{uuid.uuid4().hex[:6]}-"})
         return {
             "benchmark": "e2e",
             "engine": choose_engine_name(s),
             "max_new_tokens": s.max_new_tokens,
             "stream_interval_ms": s.stream_interval_ms,
+            "decoder_max_inflight": s.decoder_max_inflight,
             **asyncio.run(main(s)),
         }

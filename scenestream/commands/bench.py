@@ -176,8 +176,10 @@ def render_memory(report: dict) -> Any:
 
 
 def render_e2e(report: dict) -> Any:
-    """Latency to the first streamed piece and to the whole answer per offered rate; ask against generation."""
+    """Latency to the first streamed piece and to the whole answer per mode and offered rate; ask against
+    generation; memory under overload."""
     table = _table(
+        "mode",
         "req/s",
         "requests",
         "streamed",
@@ -185,21 +187,40 @@ def render_e2e(report: dict) -> Any:
         "p99 ms",
         "answer p50 ms",
         "p99 ms",
+        "tok/s",
+        "RSS MiB",
         title=f"e2e: engine {report['engine']}, {report['max_new_tokens']} new tokens at most, "
-        f"pieces every {report['stream_interval_ms']} ms",
+        f"pieces every {report['stream_interval_ms']} ms, at most {report.get('decoder_max_inflight')} in flight",
     )
-    for run in report["runs"]:
-        table.add_row(
-            _num(run["rate_rps"], "g"),
-            str(run["requests"]),
-            str(run["streamed_answers"]),
-            _num(run["first_token_p50_ms"], ".0f"),
-            _num(run["first_token_p99_ms"], ".0f"),
-            _num(run["answer_p50_ms"], ".0f"),
-            _num(run["answer_p99_ms"], ".0f"),
+    modes = report.get("modes") or {"batch": {"runs": report.get("runs", [])}}
+    for mode, measured in modes.items():
+        for run in measured["runs"]:
+            table.add_row(
+                mode,
+                _num(run["rate_rps"], "g"),
+                str(run["requests"]),
+                str(run["streamed_answers"]),
+                _num(run["first_token_p50_ms"], ".0f"),
+                _num(run["first_token_p99_ms"], ".0f"),
+                _num(run["answer_p50_ms"], ".0f"),
+                _num(run["answer_p99_ms"], ".0f"),
+                _num(run.get("tokens_per_s"), ".1f"),
+                _num(run.get("rss_mb"), ".0f"),
+            )
+    lines = [
+        f"{r['rate_rps']:g} req/s: batch/continuous first piece p50 "
+        f"{_num(r['first_token_p50_batch_over_continuous'], '.2f')}×, "
+        f"answer p50 {_num(r['answer_p50_batch_over_continuous'], '.2f')}×"
+        for r in report.get("ratios", [])
+    ]
+    first = next(iter(modes.values()), {})
+    over = first.get("overload")
+    if over:
+        lines.append(
+            f"overload {over['rate_rps']:g} req/s for {over['seconds']:.0f} s: RSS {over['rss_mb_first']:.0f} → "
+            f"max {over['rss_mb_max']:.0f} → {over['rss_mb_last']:.0f} MiB"
         )
-    asks = report.get("ask_through_running_stack")
-    lines = []
+    asks = first.get("ask_through_running_stack", report.get("ask_through_running_stack"))
     for way, summary in (asks or {}).items():
         lines.append(
             f"ask through the running stack, {way.replace('_', ' ')}: {summary['calls']} calls, "
@@ -408,17 +429,86 @@ def bench_memory(
 def bench_e2e(
     as_json: bool = json_option(JSON_HELP),
     seconds: float = typer.Option(20.0, help="Length of each offered-rate run."),
-    rates: str = typer.Option("1,4", help="Comma-separated offered rates (requests/s)."),
+    rates: str = typer.Option("0.5,1,2,4", help="Comma-separated offered rates (requests/s)."),
     asks: int = typer.Option(3, help="One-at-a-time asks through the running stack, in-process and as the CLI."),
+    modes: str = typer.Option(
+        "continuous,batch",
+        help="Decoder modes measured side by side, each with a worker of its own (SCENESTREAM_DECODER_MODE).",
+    ),
+    overload_seconds: float = typer.Option(
+        0.0, help="Then offer --overload-rate this long to the first mode, sampling memory every 5 s (0: skip)."
+    ),
+    overload_rate: float = typer.Option(4.0, help="Offered rate of the overload run (requests/s)."),
 ) -> None:
-    """p50/p99 from publishing to the first streamed piece and to the full answer at 1 and 4 requests/s;
-    then `ask` through the running stack against the generation time alone."""
+    """p50/p99 from publishing to the first streamed piece and to the full answer per offered rate, for each
+    decoder mode side by side, with the ratios; then `ask` through the running stack against the generation
+    time alone; optionally memory under a sustained overload."""
     from scenestream.ops.bench_decoder import run_e2e_bench
 
     offered = tuple(float(x) for x in rates.split(",") if x.strip())
+    chosen = tuple(m.strip() for m in modes.split(",") if m.strip())
+    unknown = set(chosen) - {"continuous", "batch"}
+    if unknown or not chosen:
+        raise typer.BadParameter(f"modes are continuous and batch, got {modes!r}", param_hint="--modes")
     with progress_to_stderr():
-        report = run_e2e_bench(offered, seconds, asks, progress=not as_json)
+        report = run_e2e_bench(
+            offered,
+            seconds,
+            asks,
+            progress=not as_json,
+            modes=chosen,
+            overload_seconds=overload_seconds,
+            overload_rate=overload_rate,
+        )
     _show(report, as_json, render_e2e)
+
+
+@bench_app.command("inflight")
+def bench_inflight(
+    as_json: bool = json_option(JSON_HELP),
+    caps: str = typer.Option("4,8,16,32,64", help="Comma-separated most-answers-in-flight to measure."),
+    scenes: int = typer.Option(64, help="Held-out scenes, spread over the four registers."),
+) -> None:
+    """The continuous decoder at several most-answers-in-flight against the whole set as one batch, on one
+    engine: tokens/s, first token and answer p50/p99; what SCENESTREAM_DECODER_MAX_INFLIGHT should be."""
+    from scenestream.ops.bench_continuous import run_inflight_bench
+
+    try:
+        chosen = tuple(int(x) for x in caps.split(",") if x.strip())
+    except ValueError:
+        raise typer.BadParameter(f"caps are whole numbers, got {caps!r}", param_hint="--caps") from None
+    if not chosen or min(chosen) < 1:
+        raise typer.BadParameter(f"caps are at least 1, got {caps!r}", param_hint="--caps")
+    with progress_to_stderr():
+        report = run_inflight_bench(chosen, scenes, progress=not as_json)
+    _show(report, as_json, render_inflight)
+
+
+def render_inflight(report: dict) -> Any:
+    """Tokens/s and latencies per most-in-flight, against the one batch."""
+    table = _table(
+        "run",
+        "tok/s",
+        "share of batch",
+        "first token p50 ms",
+        "p99 ms",
+        "answer p50 ms",
+        "p99 ms",
+        title=f"inflight: engine {report['engine']}, {report['scenes']} scenes, {report['max_new_tokens']} new tokens",
+    )
+    batch = report["batch"]
+    table.add_row("one batch of all", _num(batch["tokens_per_s"]), "1", _num(batch["ttft_p50_ms"], ".0f"), "", "", "")
+    for run in report["continuous"]:
+        table.add_row(
+            f"continuous, {run['in_flight']} in flight",
+            _num(run["tokens_per_s"]),
+            _num(run["share_of_batch_tokens_per_s"], ".2f"),
+            _num(run["ttft_p50_ms"], ".0f"),
+            _num(run["ttft_p99_ms"], ".0f"),
+            _num(run["answer_p50_ms"], ".0f"),
+            _num(run["answer_p99_ms"], ".0f"),
+        )
+    return _group(table, f"suggested SCENESTREAM_DECODER_MAX_INFLIGHT: {report['suggested_in_flight']}")
 
 
 def render_chaos(report: dict) -> Any:

@@ -149,23 +149,86 @@ REPORTS = {
             "engine": "vllm",
             "max_new_tokens": 80,
             "stream_interval_ms": 100,
-            "runs": [
+            "decoder_max_inflight": 16,
+            "modes": {
+                mode: {
+                    "mode": mode,
+                    "runs": [
+                        {
+                            "rate_rps": 4.0,
+                            "requests": 80,
+                            "streamed_answers": 80,
+                            "partials_per_answer_p50": 6,
+                            "first_token_p50_ms": first,
+                            "first_token_p99_ms": 402.9,
+                            "answer_p50_ms": 1203.0,
+                            "answer_p99_ms": 2511.0,
+                            "tokens_per_s": 187.5,
+                            "rss_mb": 2345.0,
+                        }
+                    ],
+                    **extra,
+                }
+                for mode, first, extra in (
+                    (
+                        "continuous",
+                        151.2,
+                        {
+                            "ask_through_running_stack": {
+                                "in_process": {
+                                    "calls": 3,
+                                    "ask_p50_ms": 900.0,
+                                    "generate_p50_ms": 800.0,
+                                    "ask_over_generate": 1.12,
+                                }
+                            },
+                            "overload": {
+                                "rate_rps": 4.0,
+                                "seconds": 120.0,
+                                "rss_mb_first": 2301.0,
+                                "rss_mb_max": 2399.0,
+                                "rss_mb_last": 2377.0,
+                            },
+                        },
+                    ),
+                    ("batch", 3802.0, {}),
+                )
+            },
+            "ratios": [
                 {
                     "rate_rps": 4.0,
-                    "requests": 80,
-                    "streamed_answers": 80,
-                    "partials_per_answer_p50": 6,
-                    "first_token_p50_ms": 151.2,
-                    "first_token_p99_ms": 402.9,
-                    "answer_p50_ms": 1203.0,
-                    "answer_p99_ms": 2511.0,
+                    "first_token_p50_batch_over_continuous": 25.14,
+                    "first_token_p99_batch_over_continuous": 9.0,
+                    "answer_p50_batch_over_continuous": 1.0,
                 }
             ],
-            "ask_through_running_stack": {
-                "in_process": {"calls": 3, "ask_p50_ms": 900.0, "generate_p50_ms": 800.0, "ask_over_generate": 1.12}
-            },
         },
-        ["vllm", "151", "2511", "1.12"],
+        ["vllm", "151", "3802", "2511", "1.12", "25.14", "2399", "187.5"],
+    ),
+    "inflight": (
+        "bench_continuous",
+        "run_inflight_bench",
+        {
+            "benchmark": "inflight",
+            "engine": "vllm",
+            "scenes": 64,
+            "max_new_tokens": 80,
+            "batch": {"tokens_per_s": 226.4, "ttft_p50_ms": 4200.0},
+            "continuous": [
+                {
+                    "in_flight": 16,
+                    "tokens_per_s": 201.5,
+                    "share_of_batch_tokens_per_s": 0.89,
+                    "ttft_p50_ms": 310.0,
+                    "ttft_p99_ms": 900.0,
+                    "answer_p50_ms": 5100.0,
+                    "answer_p99_ms": 7700.0,
+                }
+            ],
+            "suggested_in_flight": 16,
+            "median_share_of_batch": 0.89,
+        },
+        ["226.4", "201.5", "0.89", "310", "suggested SCENESTREAM_DECODER_MAX_INFLIGHT: 16"],
     ),
     "lora": (
         "bench_lora",
@@ -274,3 +337,9 @@ def test_kernels_and_embedders_come_from_the_settings_declaration(canned):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 2 and "Invalid value" in result.output, args
     assert CliRunner().invoke(app, ["bench", "lora", "--kernels", "bgmv,stacked", "--json"]).exit_code == 0
+
+
+def test_e2e_and_inflight_refuse_what_they_cannot_measure():
+    for args in (["e2e", "--modes", "turbo"], ["inflight", "--caps", "0,8"], ["inflight", "--caps", "x"]):
+        result = CliRunner().invoke(app, ["bench", *args])
+        assert result.exit_code == 2, (args, result.output)
