@@ -417,6 +417,55 @@ def test_over_max_pending_is_429_with_retry_after(gateway):
     assert refused.headers["Retry-After"] == "3" and refused.json()["error"]["type"] == "rate_limit_error"
 
 
+def test_a_dead_letter_ends_the_request_with_its_reason(settings_factory):
+    """A stage that refuses a message (its dead letter on a .dlq topic) ends the waiting request: 422 with the
+    stage's reason. The dead letter is produced here, as a stage would, on the real broker."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from scenestream.api.app import create_app
+    from scenestream.backbone import start_producer
+    from scenestream.client import read_topic
+    from scenestream.schemas.codec import decode, encode
+    from scenestream.schemas.records import DeadLetter, RawText
+    from scenestream.topics import RAW_TEXT
+
+    settings = settings_factory(api_timeout_s=30)
+
+    async def refuse(session: str) -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            async for record in read_topic(settings, RAW_TEXT.full_name(settings), idle_timeout=0.3):
+                raw = decode(record.value, RawText)
+                if raw.session_id == session:
+                    dead = DeadLetter(
+                        topic=record.topic,
+                        partition=record.partition,
+                        offset=record.offset,
+                        value=record.value,
+                        stage="tokenizer",
+                        reason="the test refuses it",
+                        error_type="InputError",
+                        message_id=raw.message_id,
+                    )
+                    producer = await start_producer(settings)
+                    try:
+                        await (await producer.send(RAW_TEXT.dlq_name(settings), value=encode(dead)))
+                    finally:
+                        await producer.stop()
+                    return
+        raise AssertionError(f"no raw text of session {session}")
+
+    with serving(create_app(settings)) as url, ThreadPoolExecutor(1) as pool:
+        asked = pool.submit(httpx.post, f"{url}/v1/chat/completions", json={**CHAT, "user": "refused-1"}, timeout=60)
+        asyncio.run(refuse("refused-1"))
+        response = asked.result()
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert (
+        error["code"] == "refused_by_pipeline" and "tokenizer" in error["message"] and "refuses it" in error["message"]
+    )
+
+
 def test_a_client_that_goes_away_cancels_its_message(gateway):
     url, settings = gateway
     slow = {**CHAT, "stream": True}
