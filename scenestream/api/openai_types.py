@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError
 
 from scenestream.schemas.records import MAX_NEW_TOKENS_LIMIT, GenerationParams, LoraOutput, Scene
 
@@ -103,8 +103,8 @@ class ChatCompletionRequest(BaseModel):
     stream_options: Optional[StreamOptions] = None
     max_tokens: Optional[StrictInt] = None
     max_completion_tokens: Optional[StrictInt] = None
-    temperature: Optional[float] = None
-    top_p: Optional[float] = None
+    temperature: Optional[StrictFloat] = None
+    top_p: Optional[StrictFloat] = None
     seed: Optional[StrictInt] = None
     stop: Union[str, list[str], None] = None
     user: Optional[str] = Field(None, description="The session id (else the X-Session-Id header).")
@@ -118,8 +118,8 @@ class ChatCompletionRequest(BaseModel):
     functions: Optional[list[Any]] = None
     function_call: Optional[Any] = None
     response_format: Optional[dict] = None
-    frequency_penalty: Optional[float] = None
-    presence_penalty: Optional[float] = None
+    frequency_penalty: Optional[StrictFloat] = None
+    presence_penalty: Optional[StrictFloat] = None
     logit_bias: Optional[dict] = None
     modalities: Optional[list[str]] = None
     audio: Optional[Any] = None

@@ -99,6 +99,9 @@ def test_the_session_comes_from_user_then_the_header():
         ({"messages": [{"role": "assistant", "content": None, "tool_calls": [{"id": "1"}]}]}, "messages.0.tool_calls"),
         ({"messages": "hello"}, "messages"),
         ({"temperature": "hot"}, "temperature"),
+        ({"temperature": True}, "temperature"),
+        ({"top_p": "0.5"}, "top_p"),
+        ({"stream": "yes"}, "stream"),
     ],
 )
 def test_what_scenestream_cannot_honour_is_a_400_naming_the_field(fields, param):
