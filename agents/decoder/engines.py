@@ -14,7 +14,9 @@
 ``generate`` is synchronous (the backbone runs it off the event loop) and
 returns one :class:`Generation` per request, in order. With ``on_delta`` it
 also streams: ``on_delta(i, text)`` is called, from the generating thread, with
-each new piece of request ``i``'s raw text as the engine produces it.
+each new piece of request ``i``'s raw text as the engine produces it; the
+transformers engine stops a row whose ``on_delta`` returns True (the others go
+on), which is how :mod:`~scenestream.agents.decoder.loop` cancels within a batch.
 """
 
 from __future__ import annotations
@@ -124,8 +126,9 @@ def make_engine(settings: Settings, name: Optional[str] = None) -> Engine:
 
 
 class _Progress:
-    """A stopping criterion that never stops: it notes when the first new token exists and,
-    with ``on_delta``, decodes each row's new tokens after every step and passes on the new text."""
+    """A stopping criterion: it notes when the first new token exists and, with ``on_delta``, decodes each
+    row's new tokens after every step and passes on the new text; a row whose ``on_delta`` returns True
+    (cancelled, or long enough) stops there, the others go on."""
 
     def __init__(self, tokenizer, width: int, on_delta: Optional[OnDelta], rows: Optional[int] = None) -> None:
         self.tokenizer = tokenizer
@@ -135,6 +138,7 @@ class _Progress:
         self.at: Optional[float] = None
         self.sent: dict[int, str] = {}
         self.finished: set[int] = set()
+        self.stopped: set[int] = set()
 
     def __call__(self, input_ids, scores, **kwargs):
         import torch
@@ -155,8 +159,12 @@ class _Progress:
                 sent = self.sent.get(i, "")
                 if len(text) > len(sent) and text.startswith(sent):
                     self.sent[i] = text
-                    self.on_delta(i, text[len(sent) :])
-        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+                    if self.on_delta(i, text[len(sent) :]):
+                        self.stopped.add(i)
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        for i in self.stopped:
+            done[i] = True
+        return done
 
 
 class TransformersEngine:
@@ -310,7 +318,7 @@ class TransformersEngine:
         done = time.perf_counter()
         results = []
         eos = self.tokenizer.eos_token_id
-        for row, prompt_ids, name in zip(out[:rows], encoded, names):
+        for i, (row, prompt_ids, name) in enumerate(zip(out[:rows], encoded, names)):
             new = row[width:].tolist()
             ended = eos in new
             if ended:
@@ -329,7 +337,7 @@ class TransformersEngine:
                     completion_tokens=len(new),
                     first_token_ms=round(((first.at or done) - started) * 1000, 2),
                     total_ms=round((done - started) * 1000, 2),
-                    finish_reason="stop" if stopped else "length",
+                    finish_reason="sentence" if i in first.stopped else "stop" if stopped else "length",
                 )
             )
         return results

@@ -17,7 +17,7 @@ exactly once per submitted job.
   once, and a finished one is handed on the step it finishes.
 * engines with only a batch ``generate`` (transformers: :class:`BatchLoop`):
   requests are admitted between batches: whatever waits when a batch ends forms
-  the next one. An abort is honoured when its batch ends (its text is dropped).
+  the next one. An aborted row stops at the engine's next step (the others go on).
 * engines that batch on a server (openai: :class:`ThreadLoop`): each request is
   its own streaming call on a thread of its own; an abort closes its stream.
 """
@@ -222,7 +222,21 @@ class VLLMLoop(_Loop):
         self.jobs[job.id] = job
 
 
-class BatchLoop(_Loop):
+class _FlagAbort:
+    """Aborts that must reach a job while the loop's thread is busy generating: the job is flagged at once
+    (its next piece stops it) as well as told through the inbox."""
+
+    jobs: dict[str, Job]
+    inbox: queue.SimpleQueue
+
+    def abort(self, job_id: str) -> None:
+        job = self.jobs.get(job_id)
+        if job is not None:
+            job.cancelled = True
+        self.inbox.put(("abort", job_id))
+
+
+class BatchLoop(_FlagAbort, _Loop):
     """An engine with only a batch ``generate``: what waits when a batch ends forms the next one."""
 
     name = "batch-loop"
@@ -255,9 +269,11 @@ class BatchLoop(_Loop):
             for job in live:
                 job.admitted = started
 
-            def delta(i: int, text: str, live: list[Job] = live) -> None:
-                if not live[i].cancelled:
-                    live[i].piece(text, 0, time.perf_counter())
+            def delta(i: int, text: str, live: list[Job] = live) -> bool:
+                """The row's new text; True stops the row (where the engine can: transformers does)."""
+                if live[i].cancelled:
+                    return True
+                return live[i].piece(text, 0, time.perf_counter())
 
             try:
                 generations = self.engine.generate([job.request for job in live], on_delta=delta)
@@ -279,7 +295,7 @@ class Aborted(Exception):
     """Raised inside a streaming call to end it (the request was cancelled)."""
 
 
-class ThreadLoop(_Loop):
+class ThreadLoop(_FlagAbort, _Loop):
     """Each request its own streaming call to the engine (a server that batches), on its own thread."""
 
     name = "thread-loop"

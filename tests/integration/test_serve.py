@@ -321,12 +321,6 @@ def test_a_stream_closed_after_its_scene_is_cancelled(served):
     assert cancels and cancels[0].reason == "client went away" and cancels[0].tenant == "acme"
 
 
-@pytest.mark.xfail(
-    reason="the decoder (agents/decoder, issue 14) does not yet abort an answer the transformers engine is already "
-    "generating: the Cancel comes and the answer runs to its end (measured: Cancel at +0 s, final 'stop' 18 s later); "
-    "it passes when the Cancel reaches the decoder before generation starts, which then ends the message at once",
-    strict=False,
-)
 def test_a_stream_closed_after_its_scene_stops_the_decoder(served):
     url, data = served
     mid = hang_up_after_the_scene(url)
@@ -393,7 +387,8 @@ CHAT = {"model": "scenestream", "messages": [{"role": "user", "content": "nobody
 
 def test_a_gateway_only_times_out_with_504_and_in_a_stream_with_an_error_event(gateway):
     url, settings = gateway
-    assert httpx.get(f"{url}/readyz").json()["mode"] == "cluster"
+    ready = httpx.get(f"{url}/readyz").json()
+    assert ready["mode"] == "cluster" and ready["broker"] and ready["gateway"]
     with pytest.raises(openai.APIStatusError) as caught:
         client(url, "any").chat.completions.create(**CHAT)
     assert caught.value.status_code == 504 and caught.value.body["code"] == "timeout"
@@ -576,3 +571,19 @@ def test_a_fuzz_of_the_openapi_schema_finds_no_server_error(served):
     # the fuzz reached the routes (not only the key check): answers and refusals both
     assert sum(statuses.values()) > 100 and statuses.get(200) and statuses.get(400), statuses
     assert not statuses.get(401), statuses
+
+
+def test_a_gateway_whose_broker_is_gone_is_not_ready(tmp_path):
+    from scenestream.api.app import create_app
+    from scenestream.broker import EmbeddedBroker
+    from scenestream.settings import Settings
+
+    with EmbeddedBroker() as broker:
+        settings = Settings(broker=broker.url, topic_prefix="gone-", data_dir=tmp_path)
+        with serving(create_app(settings)) as url:
+            assert httpx.get(f"{url}/readyz").status_code == 200
+            broker.stop()
+            response = httpx.get(f"{url}/readyz", timeout=10)
+            assert response.status_code == 503 and response.json()["broker"] is False
+            refused = httpx.post(f"{url}/v1/chat/completions", json=CHAT, timeout=10)
+            assert refused.status_code == 503 and refused.json()["error"]["code"] in ("not_ready", "broker_unavailable")

@@ -234,3 +234,38 @@ def test_thread_loop_cancels_a_streaming_call():
         assert got["outcome"].finish_reason == "cancelled" and len(got["deltas"]) < 200
     finally:
         loop.close()
+
+
+class FakeRowEngine:
+    """A batch engine that, like transformers, stops a row whose receiver returns True and goes on with the rest."""
+
+    name = "transformers"
+    adapters = {}
+
+    def generate(self, requests, on_delta=None):
+        stopped, counts = set(), [0] * len(requests)
+        for _step in range(300):
+            for i in range(len(requests)):
+                if i not in stopped and counts[i] < 100:
+                    counts[i] += 1
+                    if on_delta(i, "t"):
+                        stopped.add(i)
+            time.sleep(0.001)
+        return [Generation("t" * c, "base", 1, c, 1.0, 2.0, "length") for c in counts]
+
+
+def test_batch_loop_stops_an_aborted_row_while_its_batch_runs():
+    loop = BatchLoop(FakeRowEngine(), max_batch=8)
+    try:
+        a, a_got, a_done = collect("a")
+        b, b_got, b_done = collect("b")
+        loop.submit(a)
+        loop.submit(b)
+        while len(a_got["deltas"]) < 5:
+            time.sleep(0.001)
+        loop.abort("a")
+        assert a_done.wait(10) and b_done.wait(10)
+        assert a_got["outcome"].finish_reason == "cancelled" and a_got["outcome"].completion_tokens < 100
+        assert b_got["outcome"].completion_tokens == 100 and b_got["outcome"].finish_reason == "length"
+    finally:
+        loop.close()
