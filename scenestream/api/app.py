@@ -148,6 +148,9 @@ class ReplayRequest(BaseModel):
 # ------------------------------------------------------------------------------------------- the answer
 
 
+PUBLISH_TIMEOUT_S = 5.0  # longest a request waits for the broker to take its message
+
+
 def sse(doc: Any) -> str:
     return f"data: {json.dumps(doc, ensure_ascii=False)}\n\n"
 
@@ -173,11 +176,17 @@ async def submit(api: API, record: RawText) -> tuple[Gateway, Pending]:
             code="too_many_pending",
             headers={"Retry-After": str(api.settings.api_retry_after_s)},
         ) from None
-    try:
-        await gateway.publish(record)
+    try:  # a broker that is gone would hold the send for the producer's whole request timeout
+        await asyncio.wait_for(gateway.publish(record), min(PUBLISH_TIMEOUT_S, api.settings.api_timeout_s))
     except Exception as exc:
         gateway.dispatcher.close(record.message_id)
-        raise APIError(503, f"the message could not be published: {exc}", code="broker_unavailable") from None
+        reason = "no answer from the broker" if isinstance(exc, TimeoutError) else str(exc)
+        raise APIError(
+            503,
+            f"the message could not be published: {reason}",
+            code="broker_unavailable",
+            headers={"Retry-After": "5"},
+        ) from None
     return gateway, waiting
 
 
@@ -616,7 +625,7 @@ def create_app(settings: Optional[Settings] = None, service: Optional[Service] =
         api = the_api(request)
         if api.service is None:
             return JSONResponse({"ready": False}, status_code=503)
-        ok, checks = api.service.readiness()
+        ok, checks = await api.service.probe()
         return JSONResponse({"ready": ok, **checks}, status_code=200 if ok else 503)
 
     @app.get("/metrics")

@@ -122,6 +122,20 @@ class Service:
             checks["starting"] = True
         return bool(ok), checks
 
+    async def probe(self) -> tuple[bool, dict]:
+        """:meth:`readiness`, with the broker asked for its metadata now (within 2 s) in a gateway-only process
+        (whose stages run elsewhere: their partitions are their workers' to report)."""
+        ok, checks = self.readiness()
+        if ok and self.mode != "embedded" and self.gateway is not None:
+            try:
+                await asyncio.wait_for(self.gateway.consumer._client.fetch_all_metadata(), 2.0)
+                checks["broker"] = True
+            except Exception as exc:
+                checks["broker"] = False
+                checks["error"] = f"the broker did not answer: {type(exc).__name__}: {exc}"
+                ok = False
+        return ok, checks
+
     def stage_assignment(self) -> dict[str, bool]:
         """Per stage of this process: whether its consumer holds partitions of its source topic."""
         if self.worker is None:
