@@ -183,6 +183,13 @@ class Settings(BaseSettings):
     max_new_tokens: int = Field(
         80, ge=1, le=512, description="Longest answer in tokens (a message's own params may ask for another length)."
     )
+    answer_min_tokens: int = Field(
+        32,
+        ge=0,
+        description="An answer stops at its first sentence end once it has about this many tokens, so it ends "
+        "finished instead of at the token limit (0: only at the model's own end or the limit). An answer that "
+        "reaches the limit first is trimmed to its last complete sentence.",
+    )
     decoder_mode: Literal["continuous", "batch"] = Field(
         "continuous",
         description="continuous: the engine keeps running and admits each scene at its next step while earlier "

@@ -36,7 +36,7 @@ from scenestream.settings import Settings
 log = logging.getLogger(__name__)
 BASE = "base"  # the adapter name of "no adapter"
 SHIPPED_ADAPTERS = Path(__file__).with_name("adapters")  # one folder per register, made by `scenestream train`
-OnDelta = Callable[[int, str], None]  # (request index, new raw text)
+OnDelta = Callable[[int, str], Optional[bool]]  # (request index, new raw text) → True: that request may stop
 
 
 @dataclass(frozen=True)
@@ -359,7 +359,7 @@ class OpenAIEngine:
         self.model = served[0] if served else "?"
         self.adapters = {name: Path(name) for name in served if name in REGISTERS}
 
-    def _one(self, request: Request, on_text: Optional[Callable[[str], None]] = None) -> Generation:
+    def _one(self, request: Request, on_text: Optional[Callable[[str], Optional[bool]]] = None) -> Generation:
         started = time.perf_counter()
         first = None
         parts = []
@@ -386,8 +386,10 @@ class OpenAIEngine:
                 if first is None:
                     first = time.perf_counter()
                 parts.append(chunk.choices[0].text)
-                if on_text is not None:
-                    on_text(chunk.choices[0].text)
+                if on_text is not None and on_text(chunk.choices[0].text):  # the receiver has enough
+                    finish = "sentence"
+                    stream.close()
+                    break
             if getattr(chunk, "usage", None):
                 usage = chunk.usage
         done = time.perf_counter()
@@ -398,7 +400,7 @@ class OpenAIEngine:
             completion_tokens=getattr(usage, "completion_tokens", 0) or len(parts),
             first_token_ms=round(((first or done) - started) * 1000, 2),
             total_ms=round((done - started) * 1000, 2),
-            finish_reason="length" if finish == "length" else "stop",
+            finish_reason=finish if finish in ("length", "sentence") else "stop",
         )
 
     def generate(self, requests: Sequence[Request], on_delta: Optional[OnDelta] = None) -> list[Generation]:
@@ -581,10 +583,14 @@ class VLLMEngine:
                 if piece.token_ids and i not in firsts:
                     firsts[i] = now
                 tokens[i] += len(piece.token_ids)
+                if i in ends:
+                    continue
                 if piece.text:
                     texts[i].append(piece.text)
-                    if on_delta is not None:
-                        on_delta(i, piece.text)
+                    if on_delta is not None and on_delta(i, piece.text) and not out.finished:
+                        engine.abort_request([out.request_id])  # the receiver has enough: it leaves the batch
+                        ends[i], reasons[i] = now, "sentence"
+                        continue
                 if out.finished:
                     ends[i] = now
                     reasons[i] = "length" if piece.finish_reason == "length" else "stop"

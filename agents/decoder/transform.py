@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence, Union
 
+from scenestream.agents.decoder.answers import finished, trim_to_sentence
 from scenestream.agents.decoder.engines import Engine, Generation, Request, resolve_params, served_adapter
 from scenestream.agents.decoder.loop import Job
 from scenestream.agents.decoder.prompt import build_prompt, clean_answer, settled_answer
@@ -31,26 +32,46 @@ def register_for(scene: Scene) -> str:
     return scene.force_register or scene.register
 
 
-class _Pieces:
-    """One answer's raw text so far and what of it went out as partials."""
+HOLD_TOKENS = 16  # this close to its token limit, an answer streams only whole sentences (it may be trimmed)
 
-    def __init__(self, decoder: Decoder, scene: Scene, send: Partial) -> None:
+
+class _Answer:
+    """One answer as it is generated: its raw text, what of it went out as partials, and when it may stop.
+
+    It stops at the first sentence end once it has ``answer_min_tokens`` (counted as the engine's pieces,
+    about one token each). Within :data:`HOLD_TOKENS` of its token limit, only text up to the last sentence
+    end streams, so an answer trimmed at the limit (:meth:`final_text`) still starts with every piece sent."""
+
+    def __init__(self, decoder: Decoder, scene: Scene, send: Optional[Partial], limit: int) -> None:
         self.decoder = decoder
         self.scene = scene
         self.send = send
+        self.limit = limit
         self.raw = ""
+        self.tokens = 0
         self.sent = ""
         self.count = 0
         self.last = 0.0
         self.first_sent: Optional[float] = None  # wall-clock seconds the first piece was handed on
 
-    def add(self, text: str) -> None:
+    def add(self, text: str) -> bool:
+        """Take new raw text; True when the answer is long enough and ends a sentence."""
         self.raw += text
-        now = time.perf_counter()
-        if self.count and (now - self.last) * 1000 < self.decoder.stream_interval_ms:
-            return
+        self.tokens += 1
         settled = settled_answer(self.raw)
-        if len(settled) <= len(self.sent):
+        least = self.decoder.settings.answer_min_tokens
+        enough = bool(least) and self.tokens >= least and finished(settled)
+        if self.send is not None:
+            self._stream(settled, force=enough)
+        return enough
+
+    def _stream(self, settled: str, force: bool) -> None:
+        now = time.perf_counter()
+        if not force and self.count and (now - self.last) * 1000 < self.decoder.stream_interval_ms:
+            return
+        if self.tokens >= self.limit - HOLD_TOKENS and not finished(settled):
+            settled = trim_to_sentence(settled)
+        if len(settled) <= len(self.sent) or not settled.startswith(self.sent):
             return
         piece = settled[len(self.sent) :]
         self.sent, self.last = settled, now
@@ -60,20 +81,27 @@ class _Pieces:
             self.first_sent = time.time()
         self.send(self.decoder.output(self.scene, piece, final=False, seq=seq))
 
+    def final_text(self, raw: str, finish_reason: Optional[str]) -> str:
+        """The answer's text: cut at the model's next block; at the token limit, trimmed to its last complete
+        sentence (never shorter than what was streamed: then it stays unfinished)."""
+        text = clean_answer(raw)
+        if finish_reason == "length" and not finished(text):
+            trimmed = trim_to_sentence(text)
+            if trimmed and len(trimmed) >= len(self.sent):
+                return trimmed
+        return text
+
 
 class _Stream:
-    """Per request of a batch: its :class:`_Pieces` (thread-safe: an engine may stream rows from threads)."""
+    """Per request of a batch: its :class:`_Answer` (thread-safe: an engine may stream rows from threads)."""
 
-    def __init__(self, decoder: Decoder, scenes: Sequence[Scene], send: Partial) -> None:
-        self.pieces = [_Pieces(decoder, scene, send) for scene in scenes]
+    def __init__(self, answers: Sequence[_Answer]) -> None:
+        self.answers = answers
         self.lock = threading.Lock()
 
-    def __call__(self, i: int, text: str) -> None:
+    def __call__(self, i: int, text: str) -> bool:
         with self.lock:
-            self.pieces[i].add(text)
-
-    def count(self, i: int) -> int:
-        return self.pieces[i].count
+            return self.answers[i].add(text)
 
 
 Done = Callable[[Union[LoraOutput, BaseException]], None]
@@ -121,12 +149,15 @@ class Decoder:
             **fields,
         )
 
-    def final(self, scene: Scene, gen: Generation, seq: int, timings: dict[str, float]) -> LoraOutput:
+    def final(
+        self, scene: Scene, gen: Generation, seq: int, timings: dict[str, float], answer: Optional[_Answer] = None
+    ) -> LoraOutput:
         """The whole answer of ``scene`` (a cancelled one is marked so, never an answer)."""
         cancelled = gen.finish_reason == "cancelled"
+        answer = answer or _Answer(self, scene, None, self.params(scene).max_new_tokens)
         return self.output(
             scene,
-            clean_answer(gen.text),
+            answer.final_text(gen.text, gen.finish_reason),
             final=True,
             seq=seq,
             adapter=gen.adapter,
@@ -148,13 +179,9 @@ class Decoder:
         go to ``send`` while it is generated, and the final record (or the error) to ``done``. Timings, in ms:
         ``queue`` (arrival at the decoder → admitted into the engine), ``first_token`` and ``generate`` (from
         admission), ``first_piece`` (arrival → the first partial handed on), ``decode`` (arrival → done)."""
-        pieces = _Pieces(self, scene, send) if send is not None else None
+        request = self.request(scene)
+        answer = _Answer(self, scene, send, request.params.max_new_tokens)
         arrived = time.time()
-
-        def on_delta(text: str) -> bool:
-            if pieces is not None:
-                pieces.add(text)
-            return False
 
         def on_done(outcome: Union[Generation, BaseException]) -> None:
             if isinstance(outcome, BaseException):
@@ -167,11 +194,11 @@ class Decoder:
             }
             if outcome.first_token_ms is not None:
                 timings["first_token"] = outcome.first_token_ms
-            if pieces is not None and pieces.first_sent is not None:
-                timings["first_piece"] = round((pieces.first_sent - arrived) * 1000, 2)
-            done(self.final(scene, outcome, seq=pieces.count if pieces is not None else 0, timings=timings))
+            if answer.first_sent is not None:
+                timings["first_piece"] = round((answer.first_sent - arrived) * 1000, 2)
+            done(self.final(scene, outcome, seq=answer.count, timings=timings, answer=answer))
 
-        job = Job(job_id, self.request(scene), on_delta=on_delta, on_done=on_done)
+        job = Job(job_id, request, on_delta=answer.add, on_done=on_done)
         return job
 
     def decode(self, scenes: Sequence[Scene], partial: Optional[Partial] = None) -> list[LoraOutput]:
@@ -180,8 +207,10 @@ class Decoder:
             return []
         started_ms = now_ms()
         started = time.perf_counter()
-        stream = _Stream(self, scenes, partial) if partial is not None else None
-        generations = self.engine.generate(self.requests(scenes), on_delta=stream)
+        requests = self.requests(scenes)
+        answers = [_Answer(self, sc, partial, r.params.max_new_tokens) for sc, r in zip(scenes, requests)]
+        watch = partial is not None or self.settings.answer_min_tokens > 0  # else nothing reads the steps
+        generations = self.engine.generate(requests, on_delta=_Stream(answers) if watch else None)
         outputs = []
         for i, (scene, gen) in enumerate(zip(scenes, generations)):
             timings = {
@@ -191,5 +220,5 @@ class Decoder:
             }
             if gen.first_token_ms is not None:
                 timings["first_token"] = gen.first_token_ms
-            outputs.append(self.final(scene, gen, seq=stream.count(i) if stream else 0, timings=timings))
+            outputs.append(self.final(scene, gen, seq=answers[i].count, timings=timings, answer=answers[i]))
         return outputs

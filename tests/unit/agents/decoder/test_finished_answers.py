@@ -1,0 +1,94 @@
+"""Finished answers (no model): stop at a sentence end once long enough, trim at the token limit, and the
+streamed pieces stay a prefix of the final text."""
+
+import random
+import re
+
+import pytest
+
+from scenestream.agents.decoder.answers import finished
+from scenestream.agents.decoder.engines import BASE, Generation
+from scenestream.agents.decoder.transform import HOLD_TOKENS, Decoder
+from scenestream.schemas.records import GenerationParams
+from scenestream.settings import Settings
+from tests.unit.agents.decoder.test_prompt_engines import scene
+
+pytestmark = pytest.mark.unit
+
+
+class WordEngine:
+    """One word per step; stops a row when its receiver says so, else runs to the limit (finish 'length')."""
+
+    name = "fake"
+    model = "fake-model"
+    adapters = {}
+
+    def __init__(self, words):
+        self.words = words
+
+    def generate(self, requests, on_delta=None):
+        out = []
+        for i, request in enumerate(requests):
+            limit = request.params.max_new_tokens
+            text, reason = "", "length" if len(self.words) >= limit else "stop"
+            for word in self.words[:limit]:
+                text += word
+                if on_delta is not None and on_delta(i, word):
+                    reason = "sentence"
+                    break
+            out.append(Generation(text, BASE, 3, len(text.split()), 1.0, 2.0, reason))
+        return out
+
+
+def decode(words, min_tokens, limit, stream=True):
+    settings = Settings(answer_min_tokens=min_tokens)
+    partials = []
+    decoder = Decoder(WordEngine(words), stream_interval_ms=0, settings=settings)
+    sc = scene(params=GenerationParams(max_new_tokens=limit))
+    (out,) = decoder.decode([sc], partial=partials.append if stream else None)
+    return out, partials
+
+
+SENTENCES = [" One two three four.", " Five six seven eight nine ten.", " Eleven twelve thirteen."]
+
+
+def words_of(*sentences):
+    return [w for s in sentences for w in re.findall(r" \S+", s)]
+
+
+def test_an_answer_stops_at_the_first_sentence_end_once_long_enough():
+    words = words_of(*SENTENCES)
+    out, partials = decode(words, min_tokens=6, limit=80)
+    assert out.text == "One two three four. Five six seven eight nine ten." and out.finish_reason == "sentence"
+    assert "".join(p.text for p in partials) == out.text
+
+
+def test_a_short_minimum_never_cuts_mid_sentence_and_zero_means_no_early_stop():
+    words = words_of(*SENTENCES)
+    out, _ = decode(words, min_tokens=1, limit=80)
+    assert out.text == "One two three four." and finished(out.text)
+    out, _ = decode(words, min_tokens=0, limit=80)
+    assert out.finish_reason == "stop" and out.text.endswith("thirteen.")
+
+
+def test_the_token_limit_trims_to_the_last_complete_sentence_and_streams_only_that():
+    words = words_of(*SENTENCES)
+    limit = 12  # ends inside the third sentence
+    out, partials = decode(words, min_tokens=0, limit=limit)
+    assert out.finish_reason == "length" and out.text == "One two three four. Five six seven eight nine ten."
+    streamed = "".join(p.text for p in partials)
+    assert out.text.startswith(streamed)
+
+
+def test_streamed_pieces_are_always_a_prefix_of_the_final_text():
+    rng = random.Random(3)
+    vocab = ["word", "слово", "a", "b."]
+    for _ in range(300):
+        words = [" " + rng.choice(vocab) + rng.choice(["", "", "", ".", "!", "?"]) for _ in range(rng.randint(1, 60))]
+        limit = rng.randint(1, 60)
+        least = rng.choice([0, 1, 8, 32])
+        out, partials = decode(words, min_tokens=least, limit=limit)
+        streamed = "".join(p.text for p in partials)
+        assert out.text.startswith(streamed), (words, limit, least, streamed, out.text)
+        if out.finish_reason == "length" and limit > HOLD_TOKENS and any(finished(w) for w in words[:limit]):
+            assert finished(out.text), (words, limit, out.text)
