@@ -463,6 +463,37 @@ def bench_e2e(
     _show(report, as_json, render_e2e)
 
 
+@bench_app.command("serve")
+def bench_serve(
+    as_json: bool = json_option(JSON_HELP),
+    seconds: float = typer.Option(20.0, help="Seconds of load per rate."),
+    rates: str = typer.Option("1,2", help="Comma-separated offered rates (requests/s)."),
+    idle: int = typer.Option(200, help="Idle WebSocket connections held open during a rerun of the first rate."),
+    burst: int = typer.Option(50, help="Streaming requests sent at once (0: skip)."),
+    max_tokens: int = typer.Option(32, help="Tokens per answer."),
+    pairs: int = typer.Option(6, help="API/Kafka pairs asked one at a time, for the API's own cost (0: skip)."),
+) -> None:
+    """Streaming OpenAI clients against `scenestream serve` beside the same load straight to Kafka: first chunk,
+    first token and answer p50/p99, the API's added latency, idle connections, a burst."""
+    import argparse
+
+    from scenestream.ops.bench_serve import render, run
+
+    try:
+        offered = [float(x) for x in rates.split(",") if x.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"rates are numbers, got {rates!r}", param_hint="--rates") from None
+    args = argparse.Namespace(
+        seconds=seconds, rates=offered, idle=idle, burst=burst, max_tokens=max_tokens, pairs=pairs, json=as_json
+    )
+    with progress_to_stderr():
+        report = run(args)
+    if as_json:
+        print_json(report)
+    else:
+        typer.echo(render(report))
+
+
 @bench_app.command("inflight")
 def bench_inflight(
     as_json: bool = json_option(JSON_HELP),
