@@ -141,3 +141,23 @@ def test_a_record_from_a_newer_schema_is_refused_with_that_reason():
     assert err.value.error_type == "schema_version" and "99" in err.value.reason
     data["schema_version"] = RawText.version  # the reader's own version and older ones are read
     assert decode(msgpack.packb(data), RawText).text == "привет мир"
+
+
+def test_generation_params_out_of_range_or_unknown_are_refused_with_the_field_named():
+    from scenestream.schemas.records import GenerationParams
+
+    good = encode(raw(params=GenerationParams(max_new_tokens=40, temperature=0.7, top_p=0.9, seed=3, stop=("\n",))))
+    back = decode(good, RawText)
+    assert back.params.max_new_tokens == 40 and back.params.stop == ("\n",) and back.schema_version == RawText.version
+    for params, field in (
+        ({"max_new_tokens": 0}, "max_new_tokens"),
+        ({"max_new_tokens": 100_000}, "max_new_tokens"),
+        ({"temperature": -1}, "temperature"),
+        ({"top_p": 0}, "top_p"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"logprobs": 3}, "logprobs"),
+    ):
+        data = {"message_id": "m", "session_id": "s", "text": "x", "params": params}
+        with pytest.raises(SchemaError) as refused:
+            decode(msgpack.packb(data), RawText)
+        assert f"params.{field}" in refused.value.reason, refused.value.reason
