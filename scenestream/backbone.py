@@ -317,6 +317,9 @@ class StageRunner:
         self._own_producer = producer is None
         self.handled = 0
         self.dead = 0
+        # batches handled and the seconds they took (a continuous stage: inputs, from admission to delivery)
+        self.batches = 0
+        self.batch_seconds = 0.0
         self.stopped: Optional[StageStopped] = None
         # one output per input: inputs answered before are skipped (scenestream/answered.py)
         self.answered = Answered(settings, spec.sinks[0], spec.answers) if settings.dedup_window else None
@@ -577,6 +580,7 @@ class ContinuousRunner(StageRunner):
         super().__init__(spec, settings, **kwargs)
         self.most = spec.continuous or 1
         self.inflight: dict[str, Any] = {}  # message id → its input event
+        self.admitted_at: dict[str, float] = {}
         self.cancelled = RecentIds(max(1, settings.dedup_window))
         self.previews: dict[str, Any] = {}  # message id → the task queueing its latest preview
         self.tasks: set[asyncio.Task] = set()
@@ -634,6 +638,7 @@ class ContinuousRunner(StageRunner):
             self.paused = False
             self.pause(False)
         self.inflight[message_id] = event
+        self.admitted_at[message_id] = time.perf_counter()
         loop = self.loop
 
         def send(record: Record) -> None:  # the handler's thread
@@ -693,6 +698,10 @@ class ContinuousRunner(StageRunner):
             await self.crash(exc)
         finally:
             self.inflight.pop(message_id, None)
+            started = self.admitted_at.pop(message_id, None)
+            if started is not None:
+                self.batches += 1
+                self.batch_seconds += time.perf_counter() - started
             self.room.set()
 
     def cancel(self, message_id: str) -> None:
@@ -814,6 +823,8 @@ def attach(app: Any, spec: StageSpec, settings: Settings, resources: Optional[Re
                     await runner.handle(manual, batch)
                     elapsed = time.perf_counter() - started
                     bound.took(len(batch), elapsed)
+                    runner.batches += 1
+                    runner.batch_seconds += elapsed
                     log.debug("%s: %d events in %.1f ms", spec.name, len(batch), elapsed * 1000)
                     batch = []
         except StageStopped as exc:  # nothing acked; the worker stops loudly rather than lose or stall

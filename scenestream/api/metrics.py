@@ -2,7 +2,7 @@
 
 API: requests by route and status, time to the first token and to the whole answer, tokens, requests in
 flight. Stages (the in-process worker of an embedded ``serve``): records handled and dead-lettered per
-stage, and each source partition's lag (its end offset minus the worker's position).
+stage, the time per batch, and each source partition's lag (its end offset minus the worker's position).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 
 LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0)
 
@@ -37,6 +37,18 @@ class StageCollector:
             dead.add_metric([runner.spec.agent], float(getattr(runner, "dead", 0)))
         yield handled
         yield dead
+        batches = SummaryMetricFamily(
+            "scenestream_stage_batch_seconds",
+            "Time a stage of this process spent per batch (a continuous stage: per input, admission to delivery)",
+            labels=["stage"],
+        )
+        for runner in self.runners():
+            batches.add_metric(
+                [runner.spec.agent],
+                count_value=float(getattr(runner, "batches", 0)),
+                sum_value=float(getattr(runner, "batch_seconds", 0.0)),
+            )
+        yield batches
         lag = GaugeMetricFamily(
             "scenestream_stage_consumer_lag",
             "Records of a source partition the in-process worker has not read yet",

@@ -347,6 +347,7 @@ def test_health_readiness_and_metrics(served):
     assert 'scenestream_api_requests_total{route="/v1/chat/completions",status="200"}' in text
     assert "scenestream_api_time_to_first_token_seconds_count" in text
     assert 'scenestream_stage_records_handled_total{stage="decode_scene"}' in text
+    assert 'scenestream_stage_batch_seconds_count{stage="decode_scene"}' in text
     assert 'scenestream_stage_step_seconds_count{step="generate"}' in text
 
 
