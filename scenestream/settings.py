@@ -198,10 +198,11 @@ class Settings(BaseSettings):
         "decoder, kept for comparison: `scenestream bench e2e`).",
     )
     decoder_max_inflight: int = Field(
-        16,
+        64,
         ge=1,
         description="continuous mode: most answers generated at once; beyond it the decoder stops fetching scenes "
-        "(its partitions pause) until one finishes.",
+        "(its partitions pause) until one finishes. 64: vLLM on 2 CPU cores reaches the whole-batch throughput "
+        "only there (`scenestream bench inflight`); at lower rates fewer are in flight anyway.",
     )
     stream: bool = Field(
         True, description="Stream answers: partial lora-outputs (final=false) while tokens come, then the whole one."
