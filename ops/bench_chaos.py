@@ -87,7 +87,7 @@ class Observer:
 
         from scenestream.kafka import start_reader
 
-        self.consumer = await start_reader(self.settings)
+        self.consumer = await start_reader(self.settings, reset="earliest")
         await self.consumer._client.force_metadata_update()  # the topics were created a moment ago
         prefix = self.settings.topic_prefix
         tps = [

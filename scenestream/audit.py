@@ -34,31 +34,33 @@ def archived_scene(archive, message_id: str, settings: Settings) -> Optional[dic
     return archive.get(scene_id_for(message_id, SceneModel.load(settings.scene_embedder).version))
 
 
-async def from_topics(settings: Settings, message_id: str) -> dict[str, list]:
-    """Every record of ``message_id`` still on the pipeline topics and their DLQs."""
-    from scenestream.client import read_topic
+async def from_topics(settings: Settings, message_id: str) -> dict[str, list[dict]]:
+    """Every record of ``message_id`` still on the pipeline topics and their dead-letter topics, read with one
+    consumer up to each partition's end as it was when the call began: topic → its entries (offset,
+    partition, timestamp_ms, record)."""
+    from scenestream.client import read_topics
     from scenestream.topics import PIPELINE
 
-    found: dict[str, list] = {}
+    schemas: dict[str, type] = {}
     for decl in PIPELINE:
-        for name, schema in ((decl.full_name(settings), decl.schema), (decl.dlq_name(settings), DeadLetter)):
-            try:
-                async for record in read_topic(settings, name, idle_timeout=0.5):
-                    try:
-                        item = decode(record.value, schema)
-                    except SchemaError:
-                        continue
-                    if getattr(item, "message_id", None) == message_id:
-                        found.setdefault(name, []).append(
-                            {
-                                "offset": record.offset,
-                                "partition": record.partition,
-                                "timestamp_ms": record.timestamp,
-                                "record": item,
-                            }
-                        )
-            except KeyError:
-                continue  # a topic that does not exist (yet)
+        schemas[decl.full_name(settings)] = decl.schema
+        if decl.has_dlq:
+            schemas[decl.dlq_name(settings)] = DeadLetter
+    found: dict[str, list[dict]] = {}
+    async for record in read_topics(settings, list(schemas)):
+        try:
+            item = decode(record.value, schemas[record.topic])
+        except SchemaError:
+            continue
+        if getattr(item, "message_id", None) == message_id:
+            found.setdefault(record.topic, []).append(
+                {
+                    "offset": record.offset,
+                    "partition": record.partition,
+                    "timestamp_ms": record.timestamp,
+                    "record": item,
+                }
+            )
     return found
 
 

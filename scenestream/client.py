@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import AsyncIterator, Callable, Mapping, Optional, Union
+from typing import AsyncIterator, Callable, Mapping, Optional, Sequence, Union
 
 from scenestream.backbone import start_producer
 from scenestream.kafka import partitions_of, start_reader
 from scenestream.schemas.codec import SchemaError, decode, encode, unpack
 from scenestream.schemas.records import Cancel, GenerationParams, RawText, Record, new_message_id
 from scenestream.settings import Settings
-from scenestream.topics import CONTROL, RAW_TEXT
+from scenestream.topics import CONTROL, RAW_TEXT, TopicDecl
 
 Accept = Callable[[Record], bool]
 
@@ -54,25 +54,77 @@ def raw_text(
     )
 
 
-async def publish(settings: Settings, records: list[RawText]) -> None:
+async def produce(settings: Settings, decl: TopicDecl, records: Sequence[Record]) -> None:
+    """Send ``records`` to ``decl``'s topic, each keyed by its ``decl.key`` field, and wait until all are
+    confirmed."""
     prod = await start_producer(settings)
     try:
-        topic = RAW_TEXT.full_name(settings)
-        futures = [await prod.send(topic, key=r.session_id.encode(), value=encode(r)) for r in records]
+        topic = decl.full_name(settings)
+        futures = [await prod.send(topic, key=getattr(r, decl.key).encode(), value=encode(r)) for r in records]
         await asyncio.gather(*futures)
     finally:
         await prod.stop()
 
 
+async def publish(settings: Settings, records: list[RawText]) -> None:
+    await produce(settings, RAW_TEXT, records)
+
+
 async def cancel(settings: Settings, message_id: str, tenant: str = "default", reason: str = "cancelled") -> None:
     """Ask the decoders to stop generating ``message_id``'s answer (a :class:`Cancel` on the control topic): the
     one that holds it aborts it and sends a final lora-output marked cancelled."""
-    prod = await start_producer(settings)
+    await produce(settings, CONTROL, [Cancel(message_id=message_id, tenant=tenant, reason=reason)])
+
+
+async def read_topics(
+    settings: Settings,
+    topics: Sequence[str],
+    from_beginning: bool = True,
+    follow: bool = False,
+    stall_timeout: float = 30.0,
+    missing_ok: bool = True,
+) -> AsyncIterator[object]:
+    """Every message of ``topics`` (all partitions, one consumer, no group), as aiokafka records: without
+    ``follow``, up to each partition's end as it was when reading began (a ``TimeoutError`` when the broker
+    hands out nothing for ``stall_timeout`` seconds before that); with ``follow``, and then whatever comes.
+    A topic that does not exist is skipped, or a ``KeyError`` without ``missing_ok``."""
+    from aiokafka import TopicPartition
+
+    # the reset policy agrees with the seek: aiokafka's own reset at assign() (to its default, the end) can
+    # land after seek_to_beginning() and win, and then the reader starts at the end
+    consumer = await start_reader(settings, reset="earliest" if from_beginning else "latest")
     try:
-        record = Cancel(message_id=message_id, tenant=tenant, reason=reason)
-        await (await prod.send(CONTROL.full_name(settings), key=message_id.encode(), value=encode(record)))
+        tps = []
+        for topic in topics:
+            partitions = await partitions_of(consumer, topic)
+            if not partitions and not missing_ok:
+                raise KeyError(f"topic {topic!r} does not exist on {settings.broker}")
+            tps += [TopicPartition(topic, p) for p in sorted(partitions or ())]
+        if not tps:
+            return
+        consumer.assign(tps)
+        ends = None if follow else await consumer.end_offsets(tps)
+        if from_beginning:
+            await consumer.seek_to_beginning(*tps)
+        else:
+            await consumer.seek_to_end(*tps)
+        last = time.monotonic()
+        while True:
+            if ends is not None:
+                left = [tp for tp in tps if await consumer.position(tp) < ends[tp]]
+                if not left:
+                    return
+                if time.monotonic() - last > stall_timeout:
+                    raise TimeoutError(f"{', '.join(topics)}: nothing read for {stall_timeout:.0f}s before the end")
+            batch = await consumer.getmany(timeout_ms=200)
+            if batch:
+                last = time.monotonic()
+                for tp, records in batch.items():
+                    for record in records:
+                        if ends is None or record.offset < ends[tp]:
+                            yield record
     finally:
-        await prod.stop()
+        await consumer.stop()
 
 
 async def read_topic(
@@ -80,34 +132,11 @@ async def read_topic(
     topic: str,
     from_beginning: bool = True,
     follow: bool = False,
-    idle_timeout: float = 1.0,
+    stall_timeout: float = 30.0,
 ) -> AsyncIterator[object]:
-    """Every message of ``topic`` (all partitions, no consumer group), as aiokafka records."""
-    from aiokafka import TopicPartition
-
-    consumer = await start_reader(settings)
-    try:
-        partitions = await partitions_of(consumer, topic)
-        if not partitions:
-            raise KeyError(f"topic {topic!r} does not exist on {settings.broker}")
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        if from_beginning:
-            await consumer.seek_to_beginning(*tps)
-        else:
-            await consumer.seek_to_end(*tps)
-        last = time.monotonic()
-        while True:
-            batch = await consumer.getmany(timeout_ms=200)
-            if batch:
-                last = time.monotonic()
-                for records in batch.values():
-                    for record in records:
-                        yield record
-            elif not follow and time.monotonic() - last > idle_timeout:
-                return
-    finally:
-        await consumer.stop()
+    """Every message of ``topic``, as :func:`read_topics` reads them; a ``KeyError`` when it does not exist."""
+    async for record in read_topics(settings, [topic], from_beginning, follow, stall_timeout, missing_ok=False):
+        yield record
 
 
 def view(record, schema: type[Record]) -> dict:

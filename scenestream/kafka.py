@@ -8,13 +8,16 @@ from typing import Any, Optional
 from scenestream.settings import Settings
 
 
-async def start_reader(settings: Settings) -> Any:
-    """A started ``AIOKafkaConsumer`` with no group and no commits; the caller assigns partitions."""
+async def start_reader(settings: Settings, reset: str = "latest") -> Any:
+    """A started ``AIOKafkaConsumer`` with no group and no commits; the caller assigns partitions. ``reset``
+    ("earliest" or "latest") is where an assigned partition starts until the caller seeks: a caller that
+    seeks to the beginning passes "earliest", since aiokafka's own reset may otherwise land after the seek."""
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
         enable_auto_commit=False,
+        auto_offset_reset=reset,
         fetch_max_wait_ms=max(settings.fetch_max_wait_ms, 10),
         **settings.kafka_auth(),
     )

@@ -482,8 +482,7 @@ def create_app(settings: Optional[Settings] = None, service: Optional[Service] =
     @app.get("/v1/messages/{message_id}/trace")
     async def trace(request: Request, message_id: str, tenant: str = Depends(auth)) -> dict:
         """Everything that happened to one message: its archived scene, and its records still on the topics."""
-        from scenestream.api.gateway import records_of
-        from scenestream.audit import archived_scene
+        from scenestream.audit import archived_scene, from_topics
         from scenestream.schemas.codec import to_jsonable
 
         api = the_api(request)
@@ -494,7 +493,7 @@ def create_app(settings: Optional[Settings] = None, service: Optional[Service] =
             archived = await asyncio.to_thread(archived_scene, archive, message_id, gateway.settings)
         if archived is not None and archived.get("tenant", DEFAULT_TENANT) != tenant:
             archived = None
-        found = await records_of(gateway.settings, message_id)
+        found = await from_topics(gateway.settings, message_id)
         owned = archived is not None
         topics: dict[str, list] = {}
         for topic, entries in found.items():

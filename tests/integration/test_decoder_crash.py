@@ -11,9 +11,9 @@ import time
 import pytest
 
 from scenestream.agents.decoder.engines import vllm_available
-from scenestream.client import read_topic
+from scenestream.client import produce, read_topic
 from scenestream.offline import scenes_for
-from scenestream.schemas import LoraOutput, decode, encode
+from scenestream.schemas import LoraOutput, decode
 from scenestream.schemas.records import GenerationParams, RawText
 from scenestream.topics import LORA_OUTPUTS, SCENES, create_topics
 from scenestream.training.provision import provision
@@ -23,7 +23,7 @@ N = 30
 IN_FLIGHT = 20
 
 
-def worker(settings, engine):
+def worker(settings, engine, log):
     env = dict(os.environ)
     env.update(
         SCENESTREAM_BROKER=settings.broker,
@@ -34,6 +34,7 @@ def worker(settings, engine):
         SCENESTREAM_ENGINE=engine,
         SCENESTREAM_DECODER_MODE="continuous",
         SCENESTREAM_DECODER_MAX_INFLIGHT=str(IN_FLIGHT),
+        SCENESTREAM_ANSWER_MIN_TOKENS="0",  # each answer as long as its own max_new_tokens says
         SCENESTREAM_LOG_LEVEL="INFO",
     )
     # its own process group: SIGKILL takes the worker and its engine's process at once, like a lost machine
@@ -41,7 +42,7 @@ def worker(settings, engine):
         CLI + ["run", "--stages", "decoder"],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,  # a file: a pipe nobody reads fills up and stalls the worker's logging
         start_new_session=True,
     )
 
@@ -51,7 +52,7 @@ def finals(settings):
 
     async def go():
         seen = {}
-        async for record in read_topic(settings, LORA_OUTPUTS.full_name(settings), idle_timeout=0.5):
+        async for record in read_topic(settings, LORA_OUTPUTS.full_name(settings)):
             out = decode(record.value, LoraOutput)
             if out.final:
                 seen.setdefault(out.message_id, []).append(out)
@@ -60,19 +61,12 @@ def finals(settings):
     return asyncio.run(go())
 
 
-async def publish_scenes(settings, scenes):
-    from scenestream.backbone import start_producer
-
-    producer = await start_producer(settings)
-    try:
-        topic = SCENES.full_name(settings)
-        sent = [await producer.send(topic, key=sc.session_id.encode(), value=encode(sc)) for sc in scenes]
-        await asyncio.gather(*sent)
-    finally:
-        await producer.stop()
+def tail(log):
+    log.flush()
+    return log.name + ":\n" + open(log.name, errors="replace").read()[-3000:]
 
 
-def test_kill_9_with_answers_in_flight_loses_none_and_doubles_none_accepted(settings_factory):
+def test_kill_9_with_answers_in_flight_loses_none_and_doubles_none_accepted(settings_factory, tmp_path):
     provision(settings_factory(), progress=False)
     engine = "vllm" if vllm_available() else "transformers"
     s = settings_factory(partitions=2, memory=False, scene_embedder="static")
@@ -88,30 +82,35 @@ def test_kill_9_with_answers_in_flight_loses_none_and_doubles_none_accepted(sett
         for i in range(N)
     ]
     scenes = scenes_for(raws, s)
-    first = worker(s, engine)
+    first_log = open(tmp_path / "first.log", "w")  # noqa: SIM115 - the worker writes to it until killed
+    second_log = open(tmp_path / "second.log", "w")  # noqa: SIM115
+    first = worker(s, engine, first_log)
     second = None
     try:
-        asyncio.run(publish_scenes(s, scenes))
+        asyncio.run(produce(s, SCENES, scenes))
         deadline = time.monotonic() + 400
+        seen = []
         while time.monotonic() < deadline:  # kill once some answers are out and most are still in flight
             done = finals(s)
+            seen.append(len(done))
             if 1 <= len(done) <= N - IN_FLIGHT // 2:
                 break
-            assert first.poll() is None, first.stderr.read().decode()[-3000:]
+            assert len(done) < N, f"every answer was out before a kill could come (answered, by poll: {seen})"
+            assert first.poll() is None, tail(first_log)
             time.sleep(0.5)
         else:
-            pytest.fail("the decoder answered nothing before the deadline")
+            pytest.fail(f"no answer within the deadline (answered, by poll: {seen[-5:]})")
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(10)
         before = len(finals(s))
         assert before < N, "every answer was out before the kill: nothing was in flight"
-        second = worker(s, engine)
+        second = worker(s, engine, second_log)
         deadline = time.monotonic() + 400
         while time.monotonic() < deadline:
             done = finals(s)
             if len(done) == N:
                 break
-            assert second.poll() is None, second.stderr.read().decode()[-3000:]
+            assert second.poll() is None, tail(second_log)
             time.sleep(1)
     finally:
         for proc in (first, second):

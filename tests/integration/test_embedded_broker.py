@@ -150,3 +150,39 @@ def test_with_disk_storage_acknowledged_messages_survive_a_broker_crash(tmp_path
     with EmbeddedBroker.from_settings(settings) as second:
         got = asyncio.run(consume(second.url))
     assert sorted(got) == sorted(f"m{i}".encode() for i in range(200))
+
+
+def test_reading_from_the_beginning_reads_every_record_each_time(broker):
+    """aiokafka's own offset reset at assign() may land after seek_to_beginning(); a reader that lost that race
+    started at the end and read nothing (a trace with no records, a test waiting for an answer it had)."""
+    import asyncio
+    import uuid
+
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    from scenestream.backbone import start_producer
+    from scenestream.client import read_topics
+
+    settings = Settings(broker=broker.url)
+    names = [f"begin-{i}-{uuid.uuid4().hex[:6]}" for i in range(3)]
+
+    async def fill() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(name, 4, 1) for name in names])
+        finally:
+            await admin.close()
+        producer = await start_producer(settings)
+        try:
+            for name in names:
+                for k in range(8):
+                    await (await producer.send(name, key=str(k).encode(), value=b"%d" % k))
+        finally:
+            await producer.stop()
+
+    async def count() -> int:
+        return len([r async for r in read_topics(settings, [*names, "no-such-topic"])])
+
+    asyncio.run(fill())
+    assert [asyncio.run(count()) for _ in range(12)] == [24] * 12

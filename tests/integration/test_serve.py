@@ -61,6 +61,7 @@ def served(tmp_path_factory):
         "SCENESTREAM_DATA_DIR": str(data),
         "SCENESTREAM_ENGINE": "transformers",
         "SCENESTREAM_MAX_NEW_TOKENS": "8",
+        "SCENESTREAM_ANSWER_MIN_TOKENS": "0",  # a 60-token answer runs until cancelled, not to a sentence end
         "SCENESTREAM_SCENE_EMBEDDER": "static",
         "SCENESTREAM_API_KEYS": f"{K1}=acme,{K2}=globex",
         "SCENESTREAM_API_TIMEOUT_S": "180",
@@ -106,7 +107,7 @@ def cancels_on(settings, message_id: str, timeout: float = 15.0) -> list:
 
     async def read():
         found = []
-        async for record in read_topic(settings, CONTROL.full_name(settings), idle_timeout=0.5):
+        async for record in read_topic(settings, CONTROL.full_name(settings)):
             item = decode(record.value, Cancel)
             if item.message_id == message_id:
                 found.append(item)
@@ -128,7 +129,7 @@ def final_of(settings, message_id: str, timeout: float = 60.0):
     from scenestream.topics import LORA_OUTPUTS
 
     async def read():
-        async for record in read_topic(settings, LORA_OUTPUTS.full_name(settings), idle_timeout=0.5):
+        async for record in read_topic(settings, LORA_OUTPUTS.full_name(settings)):
             item = decode(record.value, LoraOutput)
             if item.message_id == message_id and item.final:
                 return item
@@ -430,7 +431,7 @@ def test_a_dead_letter_ends_the_request_with_its_reason(settings_factory):
     async def refuse(session: str) -> None:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            async for record in read_topic(settings, RAW_TEXT.full_name(settings), idle_timeout=0.3):
+            async for record in read_topic(settings, RAW_TEXT.full_name(settings)):
                 raw = decode(record.value, RawText)
                 if raw.session_id == session:
                     dead = DeadLetter(
@@ -483,10 +484,7 @@ def test_a_client_that_goes_away_cancels_its_message(gateway):
     from scenestream.topics import CONTROL
 
     async def reasons():
-        return [
-            decode(r.value, Cancel).reason
-            async for r in read_topic(settings, CONTROL.full_name(settings), idle_timeout=0.5)
-        ]
+        return [decode(r.value, Cancel).reason async for r in read_topic(settings, CONTROL.full_name(settings))]
 
     deadline = time.monotonic() + 10
     seen = asyncio.run(reasons())
