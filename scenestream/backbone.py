@@ -718,7 +718,7 @@ class ContinuousRunner(StageRunner):
         from scenestream.kafka import partitions_of, start_reader
 
         topic = control.full_name(self.settings)
-        consumer = await start_reader(self.settings)
+        consumer = await start_reader(self.settings, reset="earliest")
         try:
             partitions = await partitions_of(consumer, topic)
             if not partitions:
