@@ -10,7 +10,8 @@ token is the median over requests.
 
 ``bench quality``: every prompt of ``data/eval/prompts.jsonl`` (never in any
 training, sampling or router data) asked in every register, answered by the
-register's adapter and by the base model with the same prompt, and every
+register's adapter and by the base model with the same prompt, both through
+the decoder's answer policy (``Decoder.answer``: what a user gets), and every
 answer read by the style judge (``ops/judge.py``, built apart from the router),
 the checks of ``agents/decoder/answers.py``, e5 relevance and the router; see
 :func:`run_quality`.
@@ -256,6 +257,8 @@ def quality_cell(scored: Sequence[dict], register: str, max_new_tokens: int) -> 
         "tokens_mean": _mean([s["tokens"] for s in scored], 1),
         "tokens_median": statistics.median([s["tokens"] for s in scored]) if scored else None,
         "at_token_limit": _share([s["generated_tokens"] >= max_new_tokens for s in scored]),
+        "stopped_at_sentence": _share([s["finish_reason"] == "sentence" for s in scored]),
+        "trimmed": _share([s["trimmed"] for s in scored]),
         "relevance": _mean([s["relevance"] for s in scored]),
         "empty_answers": sum(s["empty"] for s in scored),
         "router_fidelity": _share([not s["empty"] and s["router"] == register for s in scored]),
@@ -300,27 +303,35 @@ def measure_quality(
     prompts: Sequence[dict],
     asked: Sequence[Asked],
     scorers: Scorers,
-    max_new_tokens: int,
+    settings: Optional[Settings] = None,
     batch: int = 64,
     on_generated: Callable[[int], None] = lambda n: None,
     include_answers: bool = False,
 ) -> dict:
-    """Generate every request of ``asked`` once (``engine.generate`` in batches of ``batch``, in order), then
-    read every answer: the judge, the router, e5 relevance, the cheap checks; aggregate per register, side
-    and language. Nothing is chosen, retried or dropped on what any reader says: each asked request is one
-    answer in the figures."""
+    """Answer every request of ``asked`` once, in batches of ``batch``, in order, through the decoder's answer
+    policy (:meth:`Decoder.answer <scenestream.agents.decoder.transform.Decoder.answer>`: the text cut where the
+    model starts a new block, stopped at a sentence end once ``answer_min_tokens`` long, trimmed to its last
+    complete sentence at the token limit), the base model's answers exactly as the adapters'; then read every
+    answer: the judge, the router, e5 relevance, the cheap checks; aggregate per register, side and language.
+    Nothing is chosen, retried or dropped on what any reader says: each asked request is one answer in the
+    figures. ``settings`` (None: the process's) are the generation defaults and the answer policy's."""
     from scenestream.agents.decoder.prompt import clean_answer
+    from scenestream.agents.decoder.transform import Decoder
 
+    settings = settings or get_settings()
+    max_new_tokens = settings.max_new_tokens
+    decoder = Decoder(engine, settings=settings)
     started = time.perf_counter()
-    generations = []
+    answered: list = []
     for i in range(0, len(asked), batch):
         chunk = asked[i : i + batch]
-        generations += engine.generate([a.request for a in chunk])
+        answered += decoder.answer([a.request for a in chunk])
         on_generated(len(chunk))
-    if len(generations) != len(asked):
-        raise RuntimeError(f"the engine returned {len(generations)} answers to {len(asked)} requests")
+    if len(answered) != len(asked):
+        raise RuntimeError(f"the engine returned {len(answered)} answers to {len(asked)} requests")
     wall = time.perf_counter() - started
-    texts = [clean_answer(g.text) for g in generations]
+    generations = [gen for gen, _text in answered]
+    texts = [text for _gen, text in answered]
 
     # read only after everything was generated: the readers cannot steer what is generated
     judged = list(scorers.judge(texts))
@@ -346,6 +357,8 @@ def measure_quality(
                 "relevance": round(relevance, 4),
                 "generated_tokens": gen.completion_tokens,
                 "tokens": scorers.count_tokens(text) if scorers.count_tokens else gen.completion_tokens,
+                "finish_reason": gen.finish_reason,
+                "trimmed": text != clean_answer(gen.text),
             }
         )
 
@@ -379,11 +392,15 @@ def measure_quality(
             "loop_rate": _share([s["loops"] for s in group]),
             "relevance": _mean([s["relevance"] for s in group]),
             "tokens_mean": _mean([s["tokens"] for s in group], 1),
+            "stopped_at_sentence": _share([s["finish_reason"] == "sentence" for s in group]),
+            "trimmed": _share([s["trimmed"] for s in group]),
         }
     generated = sum(g.completion_tokens for g in generations)
     report = {
         "generation": {
             "answers": len(generations),
+            "answer_policy": "the decoder's (Decoder.answer): stop at a sentence end once answer_min_tokens long, "
+            "trim to the last complete sentence at max_new_tokens; adapters and base model alike",
             "batch": batch,
             "generated_tokens": generated,
             "wall_s": round(wall, 1),
@@ -436,10 +453,11 @@ def run_quality(
 ) -> dict:
     """``bench quality``: every prompt of the eval set (``data/eval/prompts.jsonl``, never trained on) asked
     in every register of ``registers``, answered by the register's adapter and by the base model with the same
-    prompt, on the default engine (``make_engine``); every answer read by the style judge (``ops/judge.py``),
-    the cheap checks (``agents/decoder/answers.py``), e5 relevance to its prompt and the scene builder's router
-    (labelled as the router's). Kept from before, on the test split of ``data/decoder/``: the held-out loss of
-    each adapter and of the base model (``heldout``), and the router on the reference answers."""
+    prompt, on the default engine (``make_engine``), both through the decoder's answer policy; every answer read
+    by the style judge (``ops/judge.py``), the cheap checks (``agents/decoder/answers.py``), e5 relevance to its
+    prompt and the scene builder's router (labelled as the router's). Kept from before, on the test split of
+    ``data/decoder/``: the held-out loss of each adapter and of the base model (``heldout``), and the router on
+    the reference answers."""
     from scenestream.agents.decoder.answers import SOURCE_PATTERNS
     from scenestream.agents.decoder.base_model import base_model_path
     from scenestream.agents.decoder.engines import make_engine
@@ -491,7 +509,7 @@ def run_quality(
                 prompts,
                 asked,
                 scorers,
-                settings.max_new_tokens,
+                settings,
                 batch=batch,
                 on_generated=lambda n: bar.advance(task, n),
                 include_answers=include_answers,
@@ -509,6 +527,7 @@ def run_quality(
         "adapters": sorted(adapters),
         "settings": {
             "max_new_tokens": settings.max_new_tokens,
+            "answer_min_tokens": settings.answer_min_tokens,
             "temperature": settings.temperature,
             "repetition_penalty": settings.repetition_penalty,
         },

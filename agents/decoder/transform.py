@@ -42,7 +42,7 @@ class _Answer:
     about one token each). Within :data:`HOLD_TOKENS` of its token limit, only text up to the last sentence
     end streams, so an answer trimmed at the limit (:meth:`final_text`) still starts with every piece sent."""
 
-    def __init__(self, decoder: Decoder, scene: Scene, send: Optional[Partial], limit: int) -> None:
+    def __init__(self, decoder: Decoder, scene: Optional[Scene], send: Optional[Partial], limit: int) -> None:
         self.decoder = decoder
         self.scene = scene
         self.send = send
@@ -200,6 +200,19 @@ class Decoder:
 
         job = Job(job_id, request, on_delta=answer.add, on_done=on_done)
         return job
+
+    def answer(self, requests: Sequence[Request]) -> list[tuple[Generation, str]]:
+        """Requests as they are (any adapter, or the base model's :data:`~.engines.BASE`) in one engine call,
+        through the answer policy of :meth:`decode`: each stops at a sentence end once it has
+        ``answer_min_tokens``, and one that reaches its token limit is trimmed to its last complete sentence.
+        Each request's generation and final text, in order: what a user gets (``bench quality`` measures it)."""
+        if not requests:
+            return []
+        limits = [resolve_params(r.params, self.settings).max_new_tokens for r in requests]
+        answers = [_Answer(self, None, None, limit) for limit in limits]
+        watch = self.settings.answer_min_tokens > 0
+        generations = self.engine.generate(requests, on_delta=_Stream(answers) if watch else None)
+        return [(gen, answer.final_text(gen.text, gen.finish_reason)) for gen, answer in zip(generations, answers)]
 
     def decode(self, scenes: Sequence[Scene], partial: Optional[Partial] = None) -> list[LoraOutput]:
         """The batch decoder (``SCENESTREAM_DECODER_MODE=batch``): every scene in one engine call."""

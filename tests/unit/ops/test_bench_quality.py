@@ -4,6 +4,7 @@ the base model's side by side, the targets, and a judge that reads only what was
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,7 @@ from scenestream.ops.bench_decoder import (
     measure_quality,
     quality_requests,
 )
+from scenestream.settings import Settings
 
 PROMPTS = [
     {"id": "ru-1", "lang": "ru", "text": "Почему я не сплю?"},
@@ -26,21 +28,43 @@ PROMPTS = [
     {"id": "en-1", "lang": "en", "text": "Why can't I sleep?"},
     {"id": "en-2", "lang": "en", "text": "How do I count money?"},
 ]
-# what the fake engine answers, per (register or base, prompt id); each answer is built to fail or pass checks
-ANSWERS = {
+# the decoder's answer policy in these tests: stop at a sentence end from the 6th word on, at most 12 words
+SETTINGS = Settings(max_new_tokens=12, answer_min_tokens=6)
+# what the fake engine would write, per (register or base, prompt id), were it never stopped; built to show the
+# answer policy and to fail or pass the checks
+RAW = {
+    # a sentence ends at the 8th word: the policy stops there, "Итог: убрать кофе." is never generated
     ("logician", "ru-1"): "Сон сбит по трём причинам: свет, кофе, тревога. Итог: убрать кофе.",
     ("logician", "ru-2"): "По данным ВОЗ, деньги считают так: доход минус расход.",  # an invented source
+    # the first sentence ends at the 5th word, before the minimum: the answer goes on to its end
     ("logician", "en-1"): "Three causes: light, coffee, worry. Remove the coffee first.",
-    ("logician", "en-2"): "First list the income, then the costs, then the",  # unfinished
+    # no sentence end before the limit: nothing to trim back to, the answer stays unfinished
+    ("logician", "en-2"): "First list the income then the costs then the savings then the taxes then the rest",
     (BASE, "ru-1"): "Я не знаю, я тоже не сплю и не сплю и не сплю и не сплю.",  # loops
     (BASE, "ru-2"): "Money is counted in rubles.",  # wrong language
     (BASE, "en-1"): "",  # empty
-    (BASE, "en-2"): "Count it twice. Then once more.",
+    # runs into the limit mid-sentence: trimmed to its last complete sentence
+    (BASE, "en-2"): "Count it twice. Then once more and then again and again until the sum is right.",
+}
+# what a user gets: the text after the decoder's policy (and what the bench must measure)
+ANSWERS = {
+    ("logician", "ru-1"): "Сон сбит по трём причинам: свет, кофе, тревога.",
+    ("logician", "ru-2"): RAW[("logician", "ru-2")],
+    ("logician", "en-1"): RAW[("logician", "en-1")],
+    ("logician", "en-2"): "First list the income then the costs then the savings then the",
+    (BASE, "ru-1"): "Я не знаю, я тоже не сплю и не сплю и не",
+    (BASE, "ru-2"): RAW[(BASE, "ru-2")],
+    (BASE, "en-1"): "",
+    (BASE, "en-2"): "Count it twice.",
 }
 
 
 @dataclass
 class FakeEngine:
+    """One word per step for every row of a batch, as an engine streams: a row stops when its receiver says so
+    (finish 'sentence'), at the end of its text (then it writes the next block's label, as the model does;
+    'stop') or at its token limit ('length')."""
+
     name: str = "fake"
     model: str = "fake-model"
 
@@ -50,22 +74,30 @@ class FakeEngine:
 
     def generate(self, requests, on_delta=None):
         self.calls.append(list(requests))
-        out = []
+        rows = []
         for r in requests:
             # the prompt ends with the text's line; find the prompt id by its text
             row = next(p for p in PROMPTS if p["text"] in r.prompt)
-            text = ANSWERS[(r.adapter, row["id"])]
-            out.append(
-                Generation(
-                    text=text + "\nText: next",
-                    adapter=r.adapter,
-                    prompt_tokens=10,
-                    completion_tokens=80 if text.endswith("the") else 20,
-                    first_token_ms=None,
-                    total_ms=1.0,
-                )
-            )
-        return out
+            words = re.findall(r"\s*\S+", " " + RAW[(r.adapter, row["id"])] + "\nText: next")
+            limit = r.params.max_new_tokens if r.params else SETTINGS.max_new_tokens
+            rows.append({"adapter": r.adapter, "words": words, "limit": limit, "text": "", "n": 0, "reason": None})
+        while any(row["reason"] is None for row in rows):
+            for i, row in enumerate(rows):
+                if row["reason"] is not None:
+                    continue
+                word = row["words"][row["n"]]
+                row["text"] += word
+                row["n"] += 1
+                if on_delta is not None and on_delta(i, word):
+                    row["reason"] = "sentence"
+                elif row["n"] == len(row["words"]):
+                    row["reason"] = "stop"
+                elif row["n"] == row["limit"]:
+                    row["reason"] = "length"
+        return [
+            Generation(row["text"], row["adapter"], 10, row["n"], None, 1.0, finish_reason=row["reason"])
+            for row in rows
+        ]
 
 
 def fake_asked(registers=("logician",)) -> list[Asked]:
@@ -101,10 +133,11 @@ def scorers(judge=None, seen=None):
     return Scorers(judge=judged, router=lambda texts: ["logician"] * len(texts), embed=embed, count_tokens=len)
 
 
-def test_every_prompt_is_asked_once_per_adapter_and_once_per_base_with_the_same_prompt():
+def prompt_scenes():
+    """A formed scene per prompt, as the scene builder would hand the decoder (read as the body's)."""
     from scenestream.schemas.records import RegisterWeight, Scene, SceneField
 
-    scenes = [
+    return [
         Scene(
             scene_id=f"sc-{i}",
             message_id=p["id"],
@@ -123,6 +156,10 @@ def test_every_prompt_is_asked_once_per_adapter_and_once_per_base_with_the_same_
         )
         for i, p in enumerate(PROMPTS)
     ]
+
+
+def test_every_prompt_is_asked_once_per_adapter_and_once_per_base_with_the_same_prompt():
+    scenes = prompt_scenes()
     asked = quality_requests(scenes, ("poet", "logician"))
     assert len(asked) == 2 * 2 * len(PROMPTS)
     assert {(a.register, a.side, a.row) for a in asked} == {
@@ -143,9 +180,51 @@ def test_every_prompt_is_asked_once_per_adapter_and_once_per_base_with_the_same_
     assert [(r.prompt, r.adapter) for r in ours] == [(r.prompt, r.adapter) for r in decoder_requests]
 
 
+def test_every_answer_is_what_the_decoder_would_send_adapter_and_base_alike():
+    """The bench measures the decoder's answers, not the engine's raw text: each answer stops at a sentence end
+    once long enough and is trimmed at the token limit (``Decoder.answer``), the base model's as the adapters'.
+    A bench that generated with ``engine.generate`` and only cut the next block would measure the raw texts."""
+    from scenestream.agents.decoder.prompt import clean_answer
+    from scenestream.agents.decoder.transform import Decoder
+
+    # the policy matters for these answers: raw, they would be longer or unfinished
+    assert clean_answer(RAW[("logician", "ru-1")]) != ANSWERS[("logician", "ru-1")]
+    raw_base_en2 = clean_answer(" ".join(RAW[(BASE, "en-2")].split()[: SETTINGS.max_new_tokens]))
+    assert raw_base_en2 != ANSWERS[(BASE, "en-2")] and not raw_base_en2.endswith(".")
+
+    report = measure_quality(FakeEngine(), PROMPTS, fake_asked(), scorers(), settings=SETTINGS, include_answers=True)
+    got = {(a["served_by"], a["id"]): a for a in report["answers"]}
+    assert {key: a["answer"] for key, a in got.items()} == ANSWERS
+    assert got[("logician", "ru-1")]["finish_reason"] == "sentence" and not got[("logician", "ru-1")]["trimmed"]
+    assert got[(BASE, "en-2")]["finish_reason"] == "length" and got[(BASE, "en-2")]["trimmed"]
+    assert got[(BASE, "en-2")]["finished"] and got[(BASE, "en-2")]["generated_tokens"] == SETTINGS.max_new_tokens
+    assert got[("logician", "en-2")]["finish_reason"] == "length" and not got[("logician", "en-2")]["finished"]
+    adapter, base = report["per_register"]["logician"]["adapter"], report["per_register"]["logician"]["base"]
+    assert adapter["ru"]["stopped_at_sentence"] == 1.0 and adapter["en"]["stopped_at_sentence"] == 0.5
+    assert base["en"]["trimmed"] == 0.5 and base["en"]["finished"] == 0.5 and adapter["all"]["trimmed"] == 0.0
+    assert report["overall"]["base"]["trimmed"] == 0.25
+
+    # and the adapters' answers are exactly the batch decoder's final records for the same scenes
+    forced = [scene.model_copy(update={"force_register": "logician"}) for scene in prompt_scenes()]
+    asked = quality_requests(forced, ("logician",))
+    report = measure_quality(FakeEngine(), PROMPTS, asked, scorers(), settings=SETTINGS, include_answers=True)
+    decoded = Decoder(FakeEngine(), settings=SETTINGS).decode(forced)
+    ours = [a["answer"] for a in report["answers"] if a["side"] == "adapter"]
+    assert ours == [out.text for out in decoded] == [ANSWERS[("logician", p["id"])] for p in PROMPTS]
+
+
+def test_without_a_minimum_the_bench_follows_the_settings_too():
+    """``answer_min_tokens=0`` (no early stop): the answer runs to its end; the limit still trims."""
+    settings = SETTINGS.model_copy(update={"answer_min_tokens": 0})
+    report = measure_quality(FakeEngine(), PROMPTS, fake_asked(), scorers(), settings=settings, include_answers=True)
+    got = {(a["served_by"], a["id"]): a["answer"] for a in report["answers"]}
+    assert got[("logician", "ru-1")] == RAW[("logician", "ru-1")]
+    assert got[(BASE, "en-2")] == "Count it twice."
+
+
 def test_figures_per_register_and_language_with_the_base_beside():
     engine = FakeEngine()
-    report = measure_quality(engine, PROMPTS, fake_asked(), scorers(), max_new_tokens=80, batch=3)
+    report = measure_quality(engine, PROMPTS, fake_asked(), scorers(), settings=SETTINGS, batch=3)
     assert [len(call) for call in engine.calls] == [3, 3, 2]  # batches of 3, in order, each request once
     assert report["generation"]["answers"] == 8
     adapter, base = report["per_register"]["logician"]["adapter"], report["per_register"]["logician"]["base"]
@@ -183,7 +262,7 @@ def test_figures_per_register_and_language_with_the_base_beside():
 
 
 def test_targets_per_register_and_language():
-    report = measure_quality(FakeEngine(), PROMPTS, fake_asked(), scorers(), max_new_tokens=80)
+    report = measure_quality(FakeEngine(), PROMPTS, fake_asked(), scorers(), settings=SETTINGS)
     targets = report["targets"]
     assert targets["thresholds"] == QUALITY_TARGETS
     ru, en = targets["per_register"]["logician"]["ru"], targets["per_register"]["logician"]["en"]
@@ -213,7 +292,7 @@ def test_the_judge_reads_only_what_was_generated_and_selects_nothing():
     judge's figures and nothing else: the same requests, answers and other figures with any judge."""
     seen: list[list[str]] = []
     engine = FakeEngine()
-    first = measure_quality(engine, PROMPTS, fake_asked(), scorers(seen=seen), max_new_tokens=80, include_answers=True)
+    first = measure_quality(engine, PROMPTS, fake_asked(), scorers(seen=seen), settings=SETTINGS, include_answers=True)
     assert len(seen) == 1 and len(seen[0]) == 8  # one reading of all eight answers
     contrary_engine = FakeEngine()
     contrary = measure_quality(
@@ -221,7 +300,7 @@ def test_the_judge_reads_only_what_was_generated_and_selects_nothing():
         PROMPTS,
         fake_asked(),
         scorers(judge=lambda texts: ["poet"] * len(texts)),
-        max_new_tokens=80,
+        settings=SETTINGS,
         include_answers=True,
     )
     assert engine.calls == contrary_engine.calls
@@ -245,7 +324,7 @@ def test_a_judge_reading_before_generation_ends_is_impossible():
         assert sum(len(call) for call in engine.calls) == len(asked)
         return ["logician"] * len(texts)
 
-    measure_quality(engine, PROMPTS, asked, scorers(judge=judge), max_new_tokens=80, batch=2)
+    measure_quality(engine, PROMPTS, asked, scorers(judge=judge), settings=SETTINGS, batch=2)
 
 
 def test_the_eval_set_per_language():

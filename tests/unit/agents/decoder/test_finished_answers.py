@@ -92,3 +92,27 @@ def test_streamed_pieces_are_always_a_prefix_of_the_final_text():
         assert out.text.startswith(streamed), (words, limit, least, streamed, out.text)
         if out.finish_reason == "length" and limit > HOLD_TOKENS and any(finished(w) for w in words[:limit]):
             assert finished(out.text), (words, limit, out.text)
+
+
+def test_answer_applies_the_decoders_policy_to_any_request_the_base_models_too():
+    """``Decoder.answer`` (what ``bench quality`` generates with): the same final text as :meth:`decode` for a
+    scene's request, and the same policy for a request to the base model."""
+    from dataclasses import replace
+
+    rng = random.Random(5)
+    vocab = ["word", "слово", "a", "b."]
+    for _ in range(100):
+        words = [" " + rng.choice(vocab) + rng.choice(["", "", "", ".", "!", "?"]) for _ in range(rng.randint(1, 60))]
+        limit, least = rng.randint(1, 60), rng.choice([0, 1, 8, 32])
+        decoder = Decoder(WordEngine(words), settings=Settings(answer_min_tokens=least))
+        sc = scene(params=GenerationParams(max_new_tokens=limit))
+        (out,) = decoder.decode([sc])
+        request = decoder.request(sc)
+        (gen, text), (base_gen, base_text) = decoder.answer([request, replace(request, adapter=BASE)])
+        assert text == base_text == out.text and gen.finish_reason == base_gen.finish_reason == out.finish_reason
+    # at the token limit the answer is trimmed to its last complete sentence, the base model's too
+    decoder = Decoder(WordEngine(words_of(*SENTENCES)), settings=Settings(answer_min_tokens=0))
+    request = replace(decoder.request(scene(params=GenerationParams(max_new_tokens=12))), adapter=BASE)
+    ((gen, text),) = decoder.answer([request])
+    assert gen.finish_reason == "length" and text == "One two three four. Five six seven eight nine ten."
+    assert decoder.answer([]) == []
