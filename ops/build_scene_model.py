@@ -28,18 +28,28 @@ import numpy as np
 import typer
 
 from scenestream.schemas.codec import read_jsonl
+from scenestream.schemas.registers import catalogue
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_DIR = ROOT / "agents" / "scene" / "model"
 LEXICON = ROOT / "agents" / "scene" / "lexicon" / "concepts.json"
-REGISTERS = ("poet", "logician", "body", "philosopher")
+
+
+def head_registers() -> tuple[str, ...]:
+    """The head's classes: every register of the catalogue that names router examples, in catalogue order."""
+    return tuple(decl.name for decl in catalogue() if decl.router_examples)
 
 
 def load_register_rows(split: str) -> list[dict]:
-    rows = []
-    for path in sorted((ROOT / "data" / "registers").glob("*.jsonl")):
-        rows += read_jsonl(path)
-    return [row for row in rows if row["split"] == split]
+    """The ``split`` rows of the catalogue's router example files that label a register of the head."""
+    rows, seen = [], set()
+    for decl in catalogue():
+        for path in decl.router_examples:
+            if path not in seen:
+                seen.add(path)
+                rows += read_jsonl(path)
+    names = head_registers()
+    return [row for row in rows if row["split"] == split and row["register"] in names]
 
 
 def _batched(embed, texts: list[str], label: str, batch: int = 64) -> np.ndarray:
@@ -73,16 +83,17 @@ def build_for(embedder_name: str, concepts: list[dict], corpus: list[str], k: in
     from scenestream.agents.scene.embedder import make_embedder
 
     embedder = make_embedder(embedder_name)
+    registers = head_registers()
     train = load_register_rows("train")
     texts, labels, weights = [], [], []
     for row in train:
         if "also" in row:
             texts += [row["text"], row["text"]]
-            labels += [REGISTERS.index(row["register"]), REGISTERS.index(row["also"])]
+            labels += [registers.index(row["register"]), registers.index(row["also"])]
             weights += [0.6, 0.4]
         else:
             texts.append(row["text"])
-            labels.append(REGISTERS.index(row["register"]))
+            labels.append(registers.index(row["register"]))
             weights.append(1.0)
     X = _batched(embedder.embed, texts, f"{embedder_name}: register train split")
     head = LogisticRegression(C=10.0, max_iter=5000).fit(X, labels, sample_weight=weights)
@@ -117,7 +128,7 @@ def main(
         build_static_table(MODEL_DIR / "static.npz")
     concepts = json.loads(LEXICON.read_text(encoding="utf-8"))
     corpus = corpus_lines()
-    manifest = {"registers": list(REGISTERS), "concepts": concepts, "embedders": {}}
+    manifest = {"registers": list(head_registers()), "concepts": concepts, "embedders": {}}
     for name in ("e5", "static"):
         arrays, info = build_for(name, concepts, corpus, codebook_size)
         path = MODEL_DIR / f"scene-{name}.npz"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import typer
 
-from scenestream.commands import audit, bench, client, model, serve, stack
+from scenestream.commands import audit, bench, client, model, registers, serve, stack
 
 app = typer.Typer(
     help="scenestream: text → tokens → scene → memory → LoRA register → answer, as stream processors over Kafka.\n\n"
@@ -26,6 +26,7 @@ app = typer.Typer(
 )
 app.add_typer(bench.bench_app, name="bench")
 app.add_typer(stack.topics_app, name="topics")
+app.add_typer(registers.register_app, name="register")
 # in the order `scenestream --help` lists them
 for name, command in (
     ("settings", stack.settings),

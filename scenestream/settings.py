@@ -150,7 +150,14 @@ class Settings(BaseSettings):
     )
     adapters_dir: Optional[Path] = Field(
         None,
-        description="Folder with one LoRA adapter folder per register. Unset: the adapters shipped with scenestream.",
+        description="Folder with one LoRA adapter folder per register. Unset: each register's own adapter "
+        "folder (its file in the register catalogue says where).",
+    )
+    registers_path: Optional[str] = Field(
+        None,
+        description="Folders of your own register files (one NAME.toml per register, the format of "
+        "registers/poet.toml), separated by ':'; read after the shipped registers/ folder, a file there "
+        "replaces a shipped register of the same name.",
     )
     openai_base_url: Optional[str] = Field(
         None, description="OpenAI-compatible server for SCENESTREAM_ENGINE=openai, e.g. http://vllm:8000/v1."

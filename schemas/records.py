@@ -10,36 +10,30 @@ from __future__ import annotations
 import time
 import uuid
 import warnings
-from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal, Optional
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 
-@dataclass(frozen=True)
-class Register:
-    """One register: the voice an adapter answers in, and the symbol a scene in it compresses into."""
-
-    name: str
-    symbol: str
-
-
-# The one declaration of the registers: the scene builder's head, the adapters, the records and the
-# command line all take them from here (in this order: the head's classes are in it).
-REGISTER_DECLS: tuple[Register, ...] = (
-    Register("poet", "🪶"),
-    Register("logician", "🧮"),
-    Register("body", "🫁"),
-    Register("philosopher", "🦉"),
-)
-REGISTERS: tuple[str, ...] = tuple(r.name for r in REGISTER_DECLS)
-SYMBOLS: dict[str, str] = {r.name: r.symbol for r in REGISTER_DECLS}
-
-
 def _known_register(name: str) -> str:
-    if name not in REGISTERS:
-        raise ValueError(f"unknown register {name!r}: one of {', '.join(REGISTERS)}")
+    """A register name this stack's catalogue holds (read when the record is, so registers added while the
+    stack runs are known at once)."""
+    from scenestream.schemas.registers import catalogue
+
+    known = catalogue()
+    if name not in known:
+        raise ValueError(known.unknown(name))
     return name
+
+
+def __getattr__(name: str) -> Any:
+    """``REGISTERS`` and ``SYMBOLS``: the catalogue's names and symbols as they are at the moment of the import
+    (kept for old imports; code that must see registers added while it runs calls ``catalogue()``)."""
+    if name in ("REGISTERS", "SYMBOLS"):
+        from scenestream.schemas.registers import catalogue
+
+        return catalogue().names if name == "REGISTERS" else catalogue().symbols
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 RegisterName = Annotated[str, AfterValidator(_known_register)]
@@ -211,10 +205,14 @@ class LoraOutput(Record):
     answer. Answers may be sent more than once for one message (after a crash):
     every reader keeps the first final record of a ``message_id`` and treats
     later ones as duplicates.
+
+    Version 4: the final record names the exact adapter weights that wrote it
+    (``adapter_version``, ``name@<content hash>``; None for the base model and
+    for adapters served by a remote server).
     """
 
     kind: ClassVar[str] = "lora_output"
-    version: ClassVar[int] = 3
+    version: ClassVar[int] = 4
     message_id: str = Field(min_length=1)
     session_id: str = Field(min_length=1)
     scene_id: str = Field(min_length=1)
@@ -222,6 +220,7 @@ class LoraOutput(Record):
     text: str
     register: str
     adapter: str
+    adapter_version: Optional[str] = None
     engine: str
     model: str
     delta_code: str

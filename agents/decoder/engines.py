@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Protocol, Sequence
 
-from scenestream.schemas.records import REGISTERS, GenerationParams
+from scenestream.schemas.records import GenerationParams
+from scenestream.schemas.registers import catalogue
 from scenestream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -86,18 +87,20 @@ def served_adapter(adapters: dict[str, Path], register: str) -> str:
     return register if register in adapters else BASE
 
 
-def adapters_in(folder: Path) -> dict[str, Path]:
-    """Register name → adapter folder, for every register that has one."""
+def adapters_in(settings: Settings) -> dict[str, Path]:
+    """Register name → adapter folder, for every register of the catalogue whose adapter is there
+    (``SCENESTREAM_ADAPTERS_DIR/<name>`` when that is set, else the folder its register file names)."""
     found = {}
-    for register in REGISTERS:
-        path = folder / register
-        if (path / "adapter_config.json").exists():
-            found[register] = path
+    for decl in catalogue():
+        path = decl.adapter_folder(settings.adapters_dir)
+        if path is not None and (path / "adapter_config.json").exists():
+            found[decl.name] = path
     return found
 
 
-def adapters_dir(settings: Settings) -> Path:
-    return Path(settings.adapters_dir) if settings.adapters_dir else SHIPPED_ADAPTERS
+def adapters_dir(settings: Settings) -> str:
+    """Where the adapters are looked for, in words (for messages)."""
+    return str(settings.adapters_dir) if settings.adapters_dir else "each register file's adapter folder"
 
 
 def vllm_available() -> bool:
@@ -188,7 +191,7 @@ class TransformersEngine:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         base = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16).to(self.device)
-        self.adapters = adapters_in(adapters_dir(settings))
+        self.adapters = adapters_in(settings)
         self.lora_kernel: Optional[str] = settings.lora_kernel if self.adapters else None
         self.lora = None  # the stacked LoRA, with SCENESTREAM_LORA_KERNEL=stacked or bgmv
         self._lock = threading.Lock()  # one generate at a time: the slots and compiled graphs are shared
@@ -357,7 +360,7 @@ class OpenAIEngine:
         self.client = OpenAI(base_url=settings.openai_base_url, api_key=settings.openai_api_key)
         served = [m.id for m in self.client.models.list().data]
         self.model = served[0] if served else "?"
-        self.adapters = {name: Path(name) for name in served if name in REGISTERS}
+        self.adapters = {name: Path(name) for name in served if name in catalogue()}
 
     def _one(self, request: Request, on_text: Optional[Callable[[str], Optional[bool]]] = None) -> Generation:
         started = time.perf_counter()
@@ -496,7 +499,7 @@ class VLLMEngine:
         path = base_model_path(settings)
         self.settings = settings
         self.model = settings.base_model or path.name
-        self.adapters = adapters_in(adapters_dir(settings))
+        self.adapters = adapters_in(settings)
         with _engine_core_preload(settings.vllm_tcmalloc), _engine_core_cpu_ops(settings.vllm_cpu_ops):
             self.llm = LLM(
                 model=str(path),

@@ -16,13 +16,15 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
 from scenestream.agents.decoder.answers import finished, trim_to_sentence
 from scenestream.agents.decoder.engines import Engine, Generation, Request, resolve_params, served_adapter
 from scenestream.agents.decoder.loop import Job
 from scenestream.agents.decoder.prompt import build_prompt, clean_answer, settled_answer
-from scenestream.schemas.records import SYMBOLS, GenerationParams, LoraOutput, Scene, now_ms
+from scenestream.schemas.records import GenerationParams, LoraOutput, Scene, now_ms
+from scenestream.schemas.registers import catalogue, version_of
 from scenestream.settings import Settings, get_settings
 
 Partial = Callable[[LoraOutput], None]
@@ -116,6 +118,7 @@ class Decoder:
     def __post_init__(self) -> None:
         if self.settings is None:
             self.settings = get_settings()
+        self._versions: dict[tuple[str, str, int], str] = {}
 
     def params(self, scene: Scene) -> GenerationParams:
         """What ``scene``'s answer is generated with: its message's own parameters, the settings' where unset."""
@@ -142,12 +145,24 @@ class Decoder:
             engine=self.engine.name,
             model=self.engine.model,
             delta_code=scene.delta_code,
-            symbol=scene.symbol or SYMBOLS.get(register),
+            symbol=scene.symbol or catalogue().symbols.get(register),
             replay_of=scene.replay_of,
             final=final,
             seq=seq,
             **fields,
         )
+
+    def adapter_version(self, adapter: str) -> Optional[str]:
+        """``name@hash`` of the adapter weights the engine serves as ``adapter`` (None for the base model, or
+        an engine whose adapters live on a server)."""
+        path = self.engine.adapters.get(adapter)
+        config = Path(path) / "adapter_config.json" if path is not None else None
+        if config is None or not config.exists():
+            return None
+        key = (adapter, str(path), max(f.stat().st_mtime_ns for f in Path(path).iterdir() if f.is_file()))
+        if key not in self._versions:
+            self._versions[key] = version_of(adapter, Path(path))
+        return self._versions[key]
 
     def final(
         self, scene: Scene, gen: Generation, seq: int, timings: dict[str, float], answer: Optional[_Answer] = None
@@ -161,6 +176,7 @@ class Decoder:
             final=True,
             seq=seq,
             adapter=gen.adapter,
+            adapter_version=self.adapter_version(gen.adapter),
             prompt_tokens=gen.prompt_tokens,
             completion_tokens=gen.completion_tokens,
             finish_reason=gen.finish_reason,

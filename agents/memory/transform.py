@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Literal, Sequence
 
 from scenestream.agents.memory.archive import SceneArchive
-from scenestream.schemas.records import SYMBOLS, LoraOutput, MemoryEvent, Scene
+from scenestream.schemas.records import LoraOutput, MemoryEvent, Scene
+from scenestream.schemas.registers import catalogue
 
 FLOOR = 0.84  # e5-small: unrelated texts sit at 0.70–0.80, the same theme above 0.85
 
@@ -74,7 +75,7 @@ class Memory:
                 }
                 for r in recalled
             ]
-            symbol = SYMBOLS.get(scene.register) if resonance >= self.symbol_at else None
+            symbol = catalogue().symbols.get(scene.register) if resonance >= self.symbol_at else None
             resonated = scene.model_copy(
                 update={
                     "stage": "resonated",

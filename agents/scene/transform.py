@@ -23,7 +23,8 @@ import numpy as np
 
 from scenestream.agents.scene.embedder import MODEL_DIR, Embedder, make_embedder
 from scenestream.agents.scene.field import field_of
-from scenestream.schemas.records import REGISTERS, RegisterWeight, Scene, SceneField, Tokens
+from scenestream.schemas.records import RegisterWeight, Scene, SceneField, Tokens
+from scenestream.schemas.registers import catalogue
 
 BUILDER = "scene-builder-1"
 LINKAGE_SIZE = 3
@@ -42,6 +43,7 @@ class SceneModel:
     concepts_en: np.ndarray
     concepts: list[dict]
     version: str
+    registers: tuple[str, ...]  # the head's classes, in its order
 
     @classmethod
     def load(cls, embedder: str) -> SceneModel:
@@ -49,8 +51,7 @@ class SceneModel:
         if not path.exists():
             raise FileNotFoundError(f"{path} missing: build it with `python -m scenestream.ops.build_scene_model`")
         manifest = json.loads((MODEL_DIR / "manifest.json").read_text(encoding="utf-8"))
-        if tuple(manifest["registers"]) != REGISTERS:
-            raise ValueError(f"model registers {manifest['registers']} differ from {REGISTERS}")
+        registers = tuple(manifest["registers"])
         data = np.load(path)
         digest = manifest["embedders"][embedder]["sha256"][:8]
         return cls(
@@ -62,6 +63,7 @@ class SceneModel:
             data["concepts_en"],
             manifest["concepts"],
             f"{BUILDER}+{embedder}.{digest}",
+            registers,
         )
 
 
@@ -71,12 +73,28 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def register_weights(probs: np.ndarray) -> list[RegisterWeight]:
+def routable(probs: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    """``probs`` over the head's classes ``names`` with the classes the register catalogue no longer holds set
+    to 0 and the rest renormalised: a removed register is never routed to, without refitting the head."""
+    known = np.array([name in catalogue() for name in names])
+    if known.all():
+        return probs
+    if not known.any():
+        raise ValueError(
+            f"none of the scene head's registers ({', '.join(names)}) is in the catalogue "
+            f"({', '.join(catalogue().names)}): refit the head"
+        )
+    kept = probs * known
+    return kept / kept.sum(axis=1, keepdims=True)
+
+
+def register_weights(probs: np.ndarray, names: tuple[str, ...]) -> list[RegisterWeight]:
     """Ranked weights rounded to 4 places that still sum to exactly 1."""
     order = np.argsort(-probs, kind="stable")
     rounded = [round(float(probs[i]), 4) for i in order]
     rounded[0] = round(1.0 - sum(rounded[1:]), 4)
-    return [RegisterWeight(name=REGISTERS[i], weight=w) for i, w in zip(order, rounded)]
+    known = catalogue()
+    return [RegisterWeight(name=names[i], weight=w) for i, w in zip(order, rounded) if names[i] in known]
 
 
 def scene_id_for(message_id: str, version: str) -> str:
@@ -127,14 +145,14 @@ class SceneBuilder:
         model = self.model
         vectors = self.embed(records)
         embedded = time.perf_counter()
-        probs = softmax(vectors @ model.head_w.T + model.head_b)
+        probs = routable(softmax(vectors @ model.head_w.T + model.head_b), model.registers)
         codes = np.argmax(vectors @ model.codebook.T, axis=1)
         per_text_ms = (embedded - started) * 1000 / len(records)
         scenes = []
         for tokens, vector, prob, code in zip(records, vectors, probs, codes):
             t0 = time.perf_counter()
             concepts = self.linkage(vector, tokens)
-            registers = register_weights(prob)
+            registers = register_weights(prob, model.registers)
             scenes.append(
                 Scene(
                     scene_id=scene_id_for(tokens.message_id, model.version),

@@ -179,15 +179,15 @@ class Service:
 
     def adapters(self) -> list[str]:
         """The registers that have their own adapter (the engine's when it runs here, else the folder's)."""
-        from scenestream.schemas.records import REGISTERS
+        from scenestream.schemas.registers import catalogue
 
         decoder = self._decoder()
         served = getattr(getattr(decoder, "engine", None), "adapters", None)
         if served is None:
-            from scenestream.agents.decoder.engines import adapters_dir, adapters_in
+            from scenestream.agents.decoder.engines import adapters_in
 
-            served = adapters_in(adapters_dir(self.settings))
-        return [r for r in REGISTERS if r in served]
+            served = adapters_in(self.settings)
+        return [r for r in catalogue().names if r in served]
 
     # ------------------------------------------------------------------------------------------- the archive
 

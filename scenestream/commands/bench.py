@@ -395,14 +395,14 @@ def bench_quality(
     invented sources, loops, tokens, e5 relevance, and the router's fidelity; SCENESTREAM_ADAPTERS_DIR measures
     adapters other than the shipped ones, SCENESTREAM_ENGINE another engine."""
     from scenestream.ops.bench_decoder import run_quality
-    from scenestream.schemas.records import REGISTERS
+    from scenestream.schemas.registers import catalogue
 
     try:
         with progress_to_stderr():
             report = run_quality(
                 prompts,
                 progress=True,
-                registers=tuple(register or REGISTERS),
+                registers=tuple(register or catalogue().names),
                 batch=batch,
                 include_answers=answers,
                 heldout=heldout_loss,

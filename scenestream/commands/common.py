@@ -120,9 +120,9 @@ EngineName = Literal[ENGINES]  # type: ignore[valid-type]
 def _registers() -> Sequence[str]:
     # imported when a command line is parsed, not when the CLI is: scenestream.schemas needs msgpack and
     # orjson, which the GPU machine's environment lacks (tests/unit/ops/test_bench_gpu.py)
-    from scenestream.schemas.records import REGISTERS
+    from scenestream.schemas.registers import catalogue
 
-    return REGISTERS
+    return catalogue().names
 
 
 def _stages() -> Sequence[str]:
@@ -161,4 +161,4 @@ stages_choice = one_of(_stages, commas=True)
 kernels_choice = one_of(lambda: LORA_KERNELS, commas=True)
 embedders_choice = one_of(lambda: SCENE_EMBEDDERS, commas=True)
 # the registers are read only when a command line is parsed (see _registers), so help cannot list them
-REGISTER_HELP = "a register named in schemas/records.py REGISTERS (a wrong name lists them)"
+REGISTER_HELP = "a register of the catalogue (`scenestream register list`; a wrong name lists them)"

@@ -111,7 +111,10 @@ def train(
         help="How --max-sampled chooses: spread over the texts' topics and "
         "languages, or simply the N the router is surest of.",
     ),
-    out: Optional[Path] = typer.Option(None, help="Output folder (default: the shipped adapters folder)."),
+    out: Optional[Path] = typer.Option(
+        None,
+        help="Output folder; the adapter goes to OUT/REGISTER (default: where the register's file puts its adapter).",
+    ),
     as_json: bool = json_option("Print one JSON document: the training result (also saved beside the adapter)."),
 ) -> None:
     """Train one register's LoRA adapter (CPU, one GPU, or many under `accelerate launch`); the progress bar
@@ -119,7 +122,7 @@ def train(
     if max_sampled is not None and not with_sampled:
         fail("--max-sampled needs --with-sampled", 2)
     from scenestream.agents.decoder.base_model import base_model_path
-    from scenestream.agents.decoder.engines import SHIPPED_ADAPTERS
+    from scenestream.schemas.registers import catalogue
     from scenestream.training.sampling import sampled_path
     from scenestream.training.train import TrainConfig
     from scenestream.training.train import train as run_training
@@ -129,9 +132,13 @@ def train(
         base = base_model_path(s)
     except FileNotFoundError as exc:
         fail(str(exc))
+    declared = catalogue()[register].adapter
+    if out is None and (declared is None or declared.name != register):
+        fail(f"register {register!r} names no adapter folder called {register} in its file; give --out")
+    default_out = declared.parent if declared is not None else None
     cfg = TrainConfig(
         register=register,
-        out=out or SHIPPED_ADAPTERS,
+        out=out or default_out,
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,

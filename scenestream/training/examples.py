@@ -1,6 +1,6 @@
 """A register's examples for training: the corpus rows, their prompts, and what the router reads in them.
 
-    load_examples("poet", "train")          # rows of data/decoder/poet.jsonl
+    load_examples("poet", "train")          # rows of the register's decoder examples (data/decoder/poet.jsonl)
     prompts_for(rows, "poet")               # (prompt, answer): each text's scene as the stack builds it
 
 Prompts come from :func:`scenestream.offline.scenes_for`, the one offline scene
@@ -10,21 +10,24 @@ path, so an adapter is trained on exactly the prompts the running stack builds
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 from scenestream.schemas.codec import read_jsonl
 from scenestream.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-DATA = ROOT / "data" / "decoder"
-
 
 def load_examples(register: str, split: str) -> list[dict]:
-    path = DATA / f"{register}.jsonl"
-    if not path.exists():
-        raise FileNotFoundError(f"no training data for register {register!r}: {path}")
-    rows = read_jsonl(path)
+    """The rows of ``split`` in the decoder example files the register's catalogue entry names."""
+    from scenestream.schemas.registers import catalogue
+
+    paths = catalogue()[register].decoder_examples
+    if not paths:
+        raise FileNotFoundError(f"register {register!r} names no decoder examples in {catalogue()[register].source}")
+    rows = []
+    for path in paths:
+        if not path.exists():
+            raise FileNotFoundError(f"no training data for register {register!r}: {path}")
+        rows += read_jsonl(path)
     return [row for row in rows if row["split"] == split]
 
 

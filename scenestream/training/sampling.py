@@ -36,7 +36,7 @@ from typing import Callable, Iterable, Optional, Sequence
 
 from scenestream.agents.decoder.answers import invented_sources, language_of, loops
 from scenestream.schemas.codec import read_jsonl
-from scenestream.schemas.records import REGISTERS
+from scenestream.schemas.registers import catalogue
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SAMPLED = ROOT / "data" / "decoder" / "sampled"
@@ -106,8 +106,8 @@ def sample_answers(
     from scenestream.agents.decoder.prompt import clean_answer
     from scenestream.training.examples import prompts_for, router_reading
 
-    if cfg.register not in REGISTERS:
-        raise ValueError(f"unknown register {cfg.register!r}: one of {', '.join(REGISTERS)}")
+    if cfg.register not in catalogue():
+        raise ValueError(catalogue().unknown(cfg.register))
     if cfg.register not in engine.adapters:
         raise RuntimeError(
             f"the engine has no {cfg.register} adapter to sample from (adapters: {sorted(engine.adapters) or 'none'})"
@@ -210,10 +210,11 @@ def surest_first(rows: Sequence[dict]) -> list[int]:
 
 def with_topics(rows: list[dict]) -> list[dict]:
     """``rows`` with ``topic``: the register the router reads each row's *text* (the question) as."""
-    missing = sorted({row["text"] for row in rows if row.get("topic") not in REGISTERS})
+    known = catalogue()
+    missing = sorted({row["text"] for row in rows if row.get("topic") not in known})
     if not missing:
         return rows
     from scenestream.training.examples import router_reading
 
     topic = dict(zip(missing, router_reading(missing)[0]))
-    return [row if row.get("topic") in REGISTERS else {**row, "topic": topic[row["text"]]} for row in rows]
+    return [row if row.get("topic") in known else {**row, "topic": topic[row["text"]]} for row in rows]

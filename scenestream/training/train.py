@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from scenestream.schemas.records import REGISTERS
+from scenestream.schemas.registers import catalogue
 from scenestream.training.examples import load_examples, prompts_for, router_agreed
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -153,8 +153,8 @@ def train(cfg: TrainConfig, base_model: Path, progress: bool = True) -> dict:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if cfg.register not in REGISTERS:
-        raise ValueError(f"unknown register {cfg.register!r}: one of {', '.join(REGISTERS)}")
+    if cfg.register not in catalogue():
+        raise ValueError(catalogue().unknown(cfg.register))
     sampled_rows = []  # checked before the model is loaded
     if cfg.sampled is not None:
         from scenestream.training.sampling import load_sampled

