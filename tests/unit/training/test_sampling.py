@@ -204,3 +204,35 @@ def test_sampled_answers_that_invent_sources_are_refused():
     )
     assert acceptable("По данным ВОЗ, взрослому нужно спать семь часов.", "ru", True) == "invented sources"
     assert acceptable("Sleep comes in cycles, so waking between them feels easier.", "en", True) is None
+
+
+def test_sample_answers_refuses_answers_that_invent_sources_before_the_router_reads_them(monkeypatch):
+    """`sample-answers` end to end (scripted engine, the real router): an answer citing what the model cannot
+    know is refused and counted, whatever the router would make of it; a clean answer to the same text is kept."""
+    import scenestream.training.examples as examples
+
+    logical = " Premise one: the train leaves at 9. Premise two: the trip takes 3 hours. Therefore it arrives at 12."
+    citing = [
+        " Premise one: the train leaves at 9 [1]. Premise two: the trip takes 3 hours. Therefore it arrives at 12.",
+        " По данным РЖД, поезд уходит в 9. Дорога занимает 3 часа. Следовательно, он прибудет в 12.",
+        " Исследования показывают, что поезд уходит в 9. Дорога занимает 3 часа. Значит, он прибудет в 12.",
+    ]
+    # two answers per text, in order: the English text's, then the Russian text's (each in its language)
+    engine = ScriptedEngine([(citing[0], 30), (logical, 30), (citing[1], 30), (citing[2], 30)])
+    read: list[str] = []
+    real_reading = examples.router_reading
+
+    def reading(texts, *args, **kwargs):
+        read.extend(texts)
+        return real_reading(texts, *args, **kwargs)
+
+    monkeypatch.setattr(examples, "router_reading", reading)
+    cfg = SampleConfig(register="logician", per_text=2, max_new_tokens=160, min_weight=0.0)
+    rows, counts = sample_answers(
+        cfg,
+        engine,
+        [{"text": "When does the train arrive?", "lang": "en"}, {"text": "Когда прибудет поезд?", "lang": "ru"}],
+    )
+    assert counts["sampled"] == 4 and counts["refused"]["invented sources"] == 3
+    assert [r["answer"] for r in rows] == [logical.strip()]
+    assert not any(text.strip() in read for text in citing)  # refused before the router saw them
