@@ -24,10 +24,7 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -251,43 +248,17 @@ async def bench(url: str, pid: int, settings: Any, args: argparse.Namespace) -> 
 def run(args: argparse.Namespace) -> dict:
     import httpx
 
-    from scenestream.broker import free_port, reachable
+    from scenestream.broker import reachable
+    from scenestream.serving import serve_process
     from scenestream.settings import Settings
 
     data = Path(tempfile.mkdtemp(prefix="scenestream-bench-serve-"))
-    port = free_port()
-    env = {**os.environ, "SCENESTREAM_DATA_DIR": str(data)}
-    env.pop("SCENESTREAM_BROKER", None)
-    env.pop("SCENESTREAM_API_KEYS", None)
-    log = open(data / "serve.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "scenestream", "serve", "--port", str(port)], env=env, stdout=log, stderr=log
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        started = time.perf_counter()
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"serve exited with {proc.returncode}; its log: {data / 'serve.log'}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            if time.perf_counter() - started > 600:
-                raise TimeoutError("serve was not ready within 600 s")
-            time.sleep(0.5)
-        ready_s = round(time.perf_counter() - started, 1)
+    with serve_process(data, ready_timeout=600, drop=("SCENESTREAM_API_KEYS",)) as served:
         settings = reachable(Settings(data_dir=data))
-        report = asyncio.run(bench(url, proc.pid, settings, args))
-        report["ready_s"] = ready_s
-        report["engine"] = httpx.get(f"{url}/v1/models").json()["data"][0]["root"]
+        report = asyncio.run(bench(served.url, served.proc.pid, settings, args))
+        report["ready_s"] = served.ready_s
+        report["engine"] = httpx.get(f"{served.url}/v1/models").json()["data"][0]["root"]
         return report
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def render(report: dict) -> str:

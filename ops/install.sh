@@ -52,6 +52,17 @@ if [ -n "$missing" ]; then
     echo "for spoken answers and PNG pictures: sudo apt-get install $missing" >&2
   fi
 fi
+# the web view's browser tests (tests/integration/test_web.py): Playwright (the test extras) drives Debian's headless
+# Chromium; a browser is never downloaded from a hub (no `playwright install`)
+if [ "${1:-}" = "test" ] && ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    (apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 ||
+     { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1; }) ||
+      echo "chromium did not install: the web view's browser tests will fail saying so" >&2
+  else
+    echo "for the web view's browser tests: sudo apt-get install chromium" >&2
+  fi
+fi
 # the embedded broker's disk storage (SCENESTREAM_BROKER_STORAGE=disk): s3rver, an S3-compatible file server from npm,
 # under Tansu's s3:// engine; into the virtual environment, where scenestream looks for it
 if [ ! -x .venv/s3rver/node_modules/.bin/s3rver ]; then

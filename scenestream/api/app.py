@@ -8,6 +8,8 @@
     POST   /v1/sessions/{id}/replay      a session's scenes answered again
     DELETE /v1/sessions/{id}             a session erased from the archive
     GET    /v1/ws                        WebSocket: texts in; scene, delta, final, error events out
+    GET    /v1/scenes/{id}/image.svg|png, /v1/messages/{id}/voice.wav|ogg, /v1/messages/{id}/formula,
+           /v1/feed (SSE), /v1/tenant, /view/ (the web view)        scenestream/api/views.py
     GET    /healthz /readyz /metrics     alive; ready; Prometheus
 
 Every error is OpenAI's envelope ``{"error": {"message", "type", "code", "param"}}``.
@@ -29,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from scenestream.api.feed import Feed
 from scenestream.api.gateway import Busy, Gateway, Pending
 from scenestream.api.keys import DEFAULT_TENANT, parse_keys, tenant_for
 from scenestream.api.metrics import Metrics
@@ -48,6 +51,7 @@ from scenestream.api.openai_types import (
     usage,
 )
 from scenestream.api.service import Service
+from scenestream.api.views import include_views
 from scenestream.schemas.records import REGISTERS, GenerationParams, LoraOutput, RawText, Scene, new_message_id
 from scenestream.settings import Settings, get_settings
 
@@ -63,8 +67,14 @@ class API:
         self.service = service
         self.metrics = Metrics()
         self.metrics.scene_stage = "resonated" if settings.memory else "formed"
+        self.feed = Feed(self.metrics.scene_stage)  # the live feed of the web view (GET /v1/feed)
         self.tasks: set[asyncio.Task] = set()
         self.metrics.watch_stages(lambda: self.service.runners if self.service else [], self.stage_lags)
+
+    def record(self, item: Any) -> None:
+        """Every record the gateway reads: its stage timings to the metrics, its event to the live feed."""
+        self.metrics.record(item)
+        self.feed.publish(item)
 
     def spawn(self, coro) -> None:
         """Run ``coro`` in the background (a cancel that must go out after its request is gone)."""
@@ -347,7 +357,7 @@ def create_app(settings: Optional[Settings] = None, service: Optional[Service] =
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         api: API = app.state.api
         if api.service is None:
-            api.service = Service(settings, on_record=api.metrics.record)
+            api.service = Service(settings, on_record=api.record)
         api.service.start()
         try:
             yield
@@ -365,6 +375,7 @@ def create_app(settings: Optional[Settings] = None, service: Optional[Service] =
     )
     app.state.api = API(settings, service)
     app.add_middleware(CountRequests)
+    include_views(app)
 
     @app.exception_handler(APIError)
     async def api_error(request: Request, exc: APIError) -> JSONResponse:

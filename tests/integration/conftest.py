@@ -27,3 +27,12 @@ def settings_factory(broker, tmp_path):
         return Settings(**values)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """``scenestream serve`` on its own embedded stack, once per module (tests/integration/serving.py); yields
+    (base url, data dir)."""
+    from tests.integration.serving import served_stack
+
+    yield from served_stack(tmp_path_factory)

@@ -13,10 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -24,64 +20,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-openai = pytest.importorskip("openai")
+from scenestream.serving import wait_ready
+from tests.integration.serving import K1, K2
 
-K1, K2 = "key-acme-1", "key-globex-2"
+openai = pytest.importorskip("openai")
 
 
 def free_port() -> int:
     from scenestream.broker import free_port as port
 
     return port()
-
-
-def wait_ready(url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"serve exited with {proc.returncode}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        time.sleep(0.5)
-    raise TimeoutError(f"{url} not ready within {timeout:.0f}s")
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """``scenestream serve`` on its own embedded stack; yields (base url, data dir)."""
-    from scenestream.settings import Settings
-    from scenestream.training.provision import provision
-
-    provision(Settings(), progress=False)  # the base model, once per machine
-    data = tmp_path_factory.mktemp("serve")
-    port = free_port()
-    env = {
-        **os.environ,
-        "SCENESTREAM_DATA_DIR": str(data),
-        "SCENESTREAM_ENGINE": "transformers",
-        "SCENESTREAM_MAX_NEW_TOKENS": "8",
-        "SCENESTREAM_ANSWER_MIN_TOKENS": "0",  # a 60-token answer runs until cancelled, not to a sentence end
-        "SCENESTREAM_SCENE_EMBEDDER": "static",
-        "SCENESTREAM_API_KEYS": f"{K1}=acme,{K2}=globex",
-        "SCENESTREAM_API_TIMEOUT_S": "180",
-    }
-    env.pop("SCENESTREAM_BROKER", None)
-    log = open(data / "serve.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "scenestream", "serve", "--port", str(port)], env=env, stdout=log, stderr=log
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, 240, proc)
-        yield url, data
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def client(url: str, key: str = K1):

@@ -1,0 +1,86 @@
+"""``scenestream serve`` started in its own process and stopped again: what the serve tests and benchmarks share.
+
+    from scenestream.serving import serve_process
+
+    with serve_process(data_dir, env={"SCENESTREAM_ENGINE": "transformers"}) as served:
+        httpx.get(f"{served.url}/v1/models")   # ready: /readyz answered 200
+        served.ready_s                         # seconds from the start to ready
+
+With no ``SCENESTREAM_BROKER`` (it is removed from the environment) serve starts the embedded broker and every
+stage itself, in ``data_dir``. Its output goes to ``data_dir/serve.log``, which the errors name. The process is
+stopped with SIGINT (as Ctrl-C: the broker and stages with it), killed when it does not stop in 30 s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Mapping, Optional
+
+
+@dataclass
+class Served:
+    url: str
+    data: Path
+    proc: subprocess.Popen
+    ready_s: float
+    log: Path
+
+
+def wait_ready(url: str, timeout: float, proc: Optional[subprocess.Popen] = None, log: Optional[Path] = None) -> None:
+    """Until ``url``'s ``/readyz`` answers 200; RuntimeError when ``proc`` exits first, TimeoutError after
+    ``timeout`` s (both name ``log``)."""
+    import httpx
+
+    where = f"; its log: {log}" if log is not None else ""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"serve exited with {proc.returncode}{where}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} not ready within {timeout:.0f}s{where}")
+
+
+@contextlib.contextmanager
+def serve_process(
+    data: Path,
+    env: Optional[Mapping[str, str]] = None,
+    ready_timeout: float = 240.0,
+    drop: tuple[str, ...] = (),
+) -> Iterator[Served]:
+    """``scenestream serve`` on a free loopback port with this process's environment, ``env`` over it, and the
+    variables in ``drop`` (and ``SCENESTREAM_BROKER``) removed; yields once it is ready."""
+    from scenestream.broker import free_port
+
+    data.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    environ = {**os.environ, "SCENESTREAM_DATA_DIR": str(data), **(env or {})}
+    for name in ("SCENESTREAM_BROKER", *drop):
+        environ.pop(name, None)
+    log_path = data / "serve.log"
+    log = open(log_path, "w")  # noqa: SIM115 - closed below
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scenestream", "serve", "--port", str(port)], env=environ, stdout=log, stderr=log
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, ready_timeout, proc, log_path)
+        yield Served(url, data, proc, round(time.perf_counter() - started, 1), log_path)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        log.close()
