@@ -22,6 +22,7 @@ COPY schemas/ schemas/
 COPY topics/ topics/
 COPY ops/ ops/
 COPY data/ data/
+COPY registers/ registers/
 
 RUN pip install . \
     && scenestream --help >/dev/null

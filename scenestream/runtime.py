@@ -63,6 +63,9 @@ def build_app(settings: Settings, stages: Iterable[StageSpec]) -> tuple[App, lis
     except BaseException:
         resources.close()
         raise
+    from scenestream.registry import watch
+
+    watch(app, settings, [runner.handler for runner in runners])  # registers published while it runs
     return app, runners, resources
 
 

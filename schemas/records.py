@@ -267,6 +267,28 @@ class Cancel(Record):
     ts_ms: int = Field(default_factory=now_ms)
 
 
+class RegisterChange(Record):
+    """registers (compacted, keyed by register name): the catalogue changed while the stack runs. ``file`` is the
+    register's file (absolute; every worker of a stack reads the same folders), ``adapter`` the folder of the
+    weights it publishes and ``adapter_version`` their content hash (``name@hash``): a worker that finds other
+    weights there refuses the change rather than serve them under that version. ``removed``: the register is
+    gone; decoders unload its adapter and scenes stop routing to it."""
+
+    kind: ClassVar[str] = "register_change"
+    name: str = Field(min_length=1, max_length=64)
+    removed: bool = False
+    file: Optional[str] = None
+    adapter: Optional[str] = None
+    adapter_version: Optional[str] = None
+    ts_ms: int = Field(default_factory=now_ms)
+
+    @model_validator(mode="after")
+    def _a_change_names_its_file(self) -> RegisterChange:
+        if not self.removed and not self.file:
+            raise ValueError("a register that is not removed needs its file")
+        return self
+
+
 class DeadLetter(Record):
     """``<topic>.dlq``: what a stage could not handle, with the original bytes.
 

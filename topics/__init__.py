@@ -10,7 +10,17 @@ import logging
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
-from scenestream.schemas.records import Cancel, DeadLetter, LoraOutput, MemoryEvent, RawText, Record, Scene, Tokens
+from scenestream.schemas.records import (
+    Cancel,
+    DeadLetter,
+    LoraOutput,
+    MemoryEvent,
+    RawText,
+    Record,
+    RegisterChange,
+    Scene,
+    Tokens,
+)
 from scenestream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -62,7 +72,18 @@ CONTROL = TopicDecl(
     doc="cancel records by message id (every decoder reads all of it; an hour is long enough for any answer)",
 )
 
-PIPELINE: tuple[TopicDecl, ...] = (RAW_TEXT, TOKENS, SCENES, LORA_OUTPUTS, MEMORY_EVENTS, CONTROL)
+REGISTER_CHANGES = TopicDecl(
+    "registers",
+    RegisterChange,
+    key="name",
+    partitions=1,
+    retention_hours=24 * 365,
+    compacted=True,
+    has_dlq=False,
+    doc="register catalogue changes by name (`scenestream register publish|remove`; read whole by every decoder "
+    "and scene builder, the latest change of each register kept)",
+)
+PIPELINE: tuple[TopicDecl, ...] = (RAW_TEXT, TOKENS, SCENES, LORA_OUTPUTS, MEMORY_EVENTS, CONTROL, REGISTER_CHANGES)
 BY_NAME = {decl.name: decl for decl in PIPELINE}
 
 

@@ -59,6 +59,16 @@ class DecodeScene:
     def cancelled_result(self, scene: Scene) -> Result:
         return [(LORA_OUTPUTS, self.decoder.cancelled(scene))]
 
+    def registers_changed(self, registers: Any) -> None:
+        """A register was published or removed while running: the engine serves exactly the catalogue's
+        adapters from its next step (or batch) on; answers in flight finish on the weights they began with."""
+        from scenestream.agents.decoder.engines import adapters_in
+
+        sync = getattr(self.decoder.engine, "sync_adapters", None)
+        if sync is None:
+            raise RuntimeError(f"the {self.decoder.engine.name} engine cannot change its adapters while running")
+        sync(adapters_in(self.decoder.settings))
+
     def close(self) -> None:
         """Nothing of its own: the engine and its loop are the runtime's to close."""
 

@@ -31,12 +31,13 @@ from pathlib import Path
 from typing import Callable, Optional, Protocol, Sequence
 
 from scenestream.schemas.records import GenerationParams
-from scenestream.schemas.registers import catalogue
+from scenestream.schemas.registers import catalogue, version_of
 from scenestream.settings import Settings
 
 log = logging.getLogger(__name__)
 BASE = "base"  # the adapter name of "no adapter"
 SHIPPED_ADAPTERS = Path(__file__).with_name("adapters")  # one folder per register, made by `scenestream train`
+LORA_SLOTS_AT_LEAST = 4  # vLLM LoRA slots kept even when fewer adapters are served at start (more may come)
 OnDelta = Callable[[int, str], Optional[bool]]  # (request index, new raw text) → True: that request may stop
 
 
@@ -191,10 +192,13 @@ class TransformersEngine:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         base = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16).to(self.device)
+        self.base = base
         self.adapters = adapters_in(settings)
+        self.versions = {name: version_of(name, folder) for name, folder in self.adapters.items()}
         self.lora_kernel: Optional[str] = settings.lora_kernel if self.adapters else None
         self.lora = None  # the stacked LoRA, with SCENESTREAM_LORA_KERNEL=stacked or bgmv
-        self._lock = threading.Lock()  # one generate at a time: the slots and compiled graphs are shared
+        # one generate at a time (the slots and compiled graphs are shared), and adapters change only between two
+        self._lock = threading.RLock()
         if not self.adapters:
             log.warning("no LoRA adapters in %s: every register answers with the base model", adapters_dir(settings))
             self.net = base.eval()
@@ -228,7 +232,49 @@ class TransformersEngine:
 
     def close(self) -> None:
         """Drop the model and its caches (GPU memory is given back once nothing else holds them)."""
-        self.net = self.lora = self.caches = None
+        self.net = self.lora = self.caches = self.base = None
+
+    def sync_adapters(self, adapters: dict[str, Path]) -> None:
+        """Serve exactly ``adapters`` from now on (registers added, changed or removed while running): between
+        two batches (the batch in flight finishes on the weights it started with), the LoRA slots restacked
+        (PEFT: adapters loaded and deleted by name)."""
+        from scenestream.agents.decoder.fast_decode import StaticCaches, compile_config
+
+        versions = {name: version_of(name, folder) for name, folder in adapters.items()}
+        if versions == self.versions:
+            return
+        with self._lock:
+            kernel = self.lora_kernel or self.settings.lora_kernel
+            if kernel == "peft":
+                from peft import PeftModel
+
+                net = self.net if isinstance(self.net, PeftModel) else None
+                for name in [n for n in self.versions if versions.get(n) != self.versions[n]]:
+                    if net is not None and name in net.peft_config:
+                        net.delete_adapter(name)
+                for name, folder in adapters.items():
+                    if self.versions.get(name) == versions[name]:
+                        continue
+                    if net is None:
+                        net = PeftModel.from_pretrained(self.base, folder, adapter_name=name)
+                    else:
+                        net.load_adapter(folder, adapter_name=name)
+                self.net = (net if net is not None else self.base).eval()
+            else:
+                from scenestream.agents.decoder.multilora import StackedLoRA
+
+                if self.lora is not None:
+                    self.lora.detach()
+                    self.lora = None
+                if adapters:
+                    form = "onehot" if kernel == "stacked" else "bgmv"
+                    self.lora = StackedLoRA.attach(self.base, adapters, form=form)
+                self.net = self.base.eval()
+            self.lora_kernel = kernel if adapters else None
+            self.adapters = dict(adapters)
+            self.versions = versions
+            self.caches = StaticCaches(self.net, compile_config(self.device)) if self.compiled else None
+        log.info("transformers engine now serves %s", ", ".join(versions.values()) or "the base model only")
 
     def _warm_up(self) -> None:
         """Compile the decoding step now, for one row and for a batch (two traces; later batch sizes and cache
@@ -256,14 +302,15 @@ class TransformersEngine:
         for i, request in enumerate(requests):
             groups.setdefault(resolve_params(request.params, self.settings), []).append(i)
         results: list[Optional[Generation]] = [None] * len(requests)
-        for params, rows in groups.items():
+        with self._lock:
+            for params, rows in groups.items():
 
-            def delta(j: int, text: str, rows: list[int] = rows) -> None:
-                on_delta(rows[j], text)
+                def delta(j: int, text: str, rows: list[int] = rows) -> None:
+                    on_delta(rows[j], text)
 
-            chosen = [requests[i] for i in rows]
-            for i, generation in zip(rows, self._generate(chosen, params, delta if on_delta else None)):
-                results[i] = generation
+                chosen = [requests[i] for i in rows]
+                for i, generation in zip(rows, self._generate(chosen, params, delta if on_delta else None)):
+                    results[i] = generation
         return [g for g in results if g is not None]
 
     def _generate(
@@ -361,6 +408,34 @@ class OpenAIEngine:
         served = [m.id for m in self.client.models.list().data]
         self.model = served[0] if served else "?"
         self.adapters = {name: Path(name) for name in served if name in catalogue()}
+        # the served adapters whose folders this process sees too (assumed the same weights), by name: only these
+        # and the ones it loads itself are ever unloaded; adapters only the server knows are left alone
+        self.versions = {n: version_of(n, f) for n, f in adapters_in(settings).items() if n in self.adapters}
+
+    def sync_adapters(self, adapters: dict[str, Path]) -> None:
+        """Ask the server to load the adapters that are new or changed and unload the removed ones, through its
+        runtime LoRA endpoints (vLLM: ``/v1/load_lora_adapter`` and ``/v1/unload_lora_adapter``, served when
+        it runs with ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``); the server must see the same adapter folders."""
+        import httpx
+
+        base = str(self.settings.openai_base_url).rstrip("/")
+        headers = {"Authorization": f"Bearer {self.settings.openai_api_key}"} if self.settings.openai_api_key else {}
+        versions = {name: version_of(name, folder) for name, folder in adapters.items()}
+
+        def call(endpoint: str, body: dict) -> None:
+            response = httpx.post(f"{base}/{endpoint}", json=body, headers=headers, timeout=120)
+            if response.status_code >= 400:
+                raise RuntimeError(f"{base}/{endpoint} {body}: {response.status_code} {response.text[:300]}")
+
+        known = self.versions
+        for name in [n for n in known if versions.get(n) != known[n]]:
+            call("unload_lora_adapter", {"lora_name": name})
+            self.adapters.pop(name, None)
+        for name, folder in adapters.items():
+            if known.get(name) != versions[name]:
+                call("load_lora_adapter", {"lora_name": name, "lora_path": str(folder)})
+                self.adapters[name] = Path(folder)
+        self.versions = versions
 
     def _one(self, request: Request, on_text: Optional[Callable[[str], Optional[bool]]] = None) -> Generation:
         started = time.perf_counter()
@@ -503,8 +578,8 @@ class VLLMEngine:
         with _engine_core_preload(settings.vllm_tcmalloc), _engine_core_cpu_ops(settings.vllm_cpu_ops):
             self.llm = LLM(
                 model=str(path),
-                enable_lora=bool(self.adapters),
-                max_loras=max(1, len(self.adapters)),
+                enable_lora=True,  # adapters may come while it runs (registers published later)
+                max_loras=max(LORA_SLOTS_AT_LEAST, len(self.adapters)),
                 max_lora_rank=settings.max_lora_rank,
                 dtype="bfloat16",
                 max_model_len=1024,
@@ -513,7 +588,10 @@ class VLLMEngine:
             )
         self.tokenizer = self.llm.get_tokenizer()
         self._batches = itertools.count()
-        self.lora_ids = {name: i + 1 for i, name in enumerate(sorted(self.adapters))}
+        self._ids = itertools.count(1)
+        # one LoRA id per adapter version: never the same id for different weights
+        self.versions = {name: version_of(name, folder) for name, folder in sorted(self.adapters.items())}
+        self.lora_ids = {name: next(self._ids) for name in self.versions}
         self.lock = threading.Lock()  # the engine core is driven by one caller at a time (generate or the loop)
 
     def sampling(self, request: Request):
@@ -549,6 +627,21 @@ class VLLMEngine:
             request_id, TokensPrompt(prompt_token_ids=prompt), self.sampling(request), lora_request=lora
         )
         return len(prompt)
+
+    def sync_adapters(self, adapters: dict[str, Path]) -> None:
+        """Serve exactly ``adapters`` from now on: a new or changed adapter gets a new LoRA id (vLLM loads it at
+        its first request), a removed one is unloaded; requests in flight keep the id they were added with."""
+        versions = {name: version_of(name, folder) for name, folder in adapters.items()}
+        with self.lock:
+            for name in [n for n in self.versions if versions.get(n) != self.versions[n]]:
+                gone = self.lora_ids.pop(name)
+                self.llm.llm_engine.remove_lora(gone)
+            for name, version in versions.items():
+                if self.versions.get(name) != version:
+                    self.lora_ids[name] = next(self._ids)
+            self.adapters = dict(adapters)
+            self.versions = versions
+        log.info("vLLM engine now serves %s", ", ".join(f"{v} (id {self.lora_ids[n]})" for n, v in versions.items()))
 
     def close(self) -> None:
         """Stop vLLM's engine core process now (otherwise it lives until this process exits)."""

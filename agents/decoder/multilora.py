@@ -240,6 +240,14 @@ class StackedLoRA:
             layers[path] = layer
         return cls(model, [BASE, *(w.name for w in weights)], layers, form, rank)
 
+    def detach(self) -> None:
+        """Put the plain Linear layers back (the model is as before :meth:`attach`); this object is spent."""
+        for path, layer in self.layers.items():
+            parent, _, child = path.rpartition(".")
+            setattr(self.model.get_submodule(parent) if parent else self.model, child, layer.base_layer)
+        self.layers = {}
+        self._by_batch = {}
+
     def slot_of(self, name: str) -> int:
         try:
             return self.names.index(name)

@@ -205,3 +205,27 @@ def test_register_list_shows_each_register_with_its_adapter_version(user_folder,
     use(None)
     result = CliRunner().invoke(app, ["register", "list"])
     assert result.exit_code == 1 and "does not exist" in result.output
+
+
+def test_a_change_is_applied_only_with_the_weights_it_announces(user_folder, tmp_path):
+    from scenestream.registry import applied
+    from scenestream.schemas.records import RegisterChange
+
+    shipped = Catalogue.load([SHIPPED])
+    adapter = user_folder / "adapters" / "stoic"
+    shutil.copytree(SHIPPED.parent / "agents" / "decoder" / "adapters" / "body", adapter)
+    version = version_of("stoic", adapter)
+    change = RegisterChange(
+        name="stoic", file=str(user_folder / "stoic.toml"), adapter=str(adapter), adapter_version=version
+    )
+    added = applied(shipped, change)
+    assert added.names == (*shipped.names, "stoic") and added["stoic"].adapter_version() == version
+    assert applied(added, RegisterChange(name="stoic", removed=True)).names == shipped.names
+    assert applied(shipped, RegisterChange(name="stoic", removed=True)) is shipped  # nothing to remove
+    (adapter / "adapter_model.safetensors").write_bytes(b"other weights")
+    with pytest.raises(CatalogueError, match="publish the register again"):
+        applied(shipped, change)
+    with pytest.raises(CatalogueError, match="declares 'stoic'"):
+        applied(shipped, change.model_copy(update={"name": "cynic"}))
+    with pytest.raises(ValueError, match="needs its file"):
+        RegisterChange(name="stoic")

@@ -1,0 +1,136 @@
+"""Registers that change while the stack runs.
+
+``scenestream register publish NAME`` sends the register as its file now
+declares it (with its adapter's folder and version) to the compacted
+``registers`` topic; ``register remove NAME`` sends its removal. Every worker
+whose stages care (decoders, scene builders) runs one :class:`RegisterWatcher`:
+it reads the whole topic at start and then follows it, applies each change to
+the process's catalogue (:func:`scenestream.schemas.registers.use`) and tells
+the stages' handlers, which load the adapter in place (decoders) or stop
+routing to a removed register (scene builders), without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any, Iterable, Protocol
+
+from scenestream.schemas.codec import SchemaError, decode
+from scenestream.schemas.records import RegisterChange
+from scenestream.schemas.registers import Catalogue, CatalogueError, catalogue, read_register, use, version_of
+from scenestream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Listener(Protocol):
+    def registers_changed(self, registers: Catalogue) -> None:
+        """The catalogue changed (called off the event loop)."""
+
+
+def change_of(name: str, settings: Settings, removed: bool = False) -> RegisterChange:
+    """The change that announces register ``name`` as the catalogue now declares it (or its removal)."""
+    if removed:
+        return RegisterChange(name=name, removed=True)
+    decl = catalogue()[name]
+    version = decl.adapter_version(settings.adapters_dir)
+    folder = decl.adapter_folder(settings.adapters_dir)
+    return RegisterChange(
+        name=name,
+        file=str(decl.source),
+        adapter=str(folder) if version else None,
+        adapter_version=version,
+    )
+
+
+def applied(registers: Catalogue, change: RegisterChange) -> Catalogue:
+    """``registers`` with ``change`` made; a :class:`CatalogueError` when the change cannot be made (its file
+    is not readable here, or the weights in its adapter folder are not the version it announces)."""
+    rest = [d for d in registers if d.name != change.name]
+    if change.removed:
+        if len(rest) == len(registers.registers):
+            return registers
+        return Catalogue(tuple(rest), registers.folders)
+    decl = read_register(Path(change.file))
+    if decl.name != change.name:
+        raise CatalogueError(f"{change.file} declares {decl.name!r}, the change is for {change.name!r}")
+    if change.adapter_version:
+        folder = Path(change.adapter)
+        found = version_of(decl.name, folder)
+        if found != change.adapter_version:
+            raise CatalogueError(
+                f"{folder} holds {found}, the change announces {change.adapter_version}: publish the register again"
+            )
+        decl = dataclasses.replace(decl, adapter=folder)
+    ordered = sorted([*rest, decl], key=lambda d: (d.order, d.name))
+    return Catalogue(tuple(ordered), registers.folders)
+
+
+async def publish(settings: Settings, change: RegisterChange) -> None:
+    from scenestream.client import produce
+    from scenestream.topics import REGISTER_CHANGES, create_topics
+
+    await create_topics(settings, [REGISTER_CHANGES])
+    await produce(settings, REGISTER_CHANGES, [change])
+
+
+class RegisterWatcher:
+    """Reads the ``registers`` topic whole, then follows it; each change applied to this process's catalogue
+    and handed to every listener. A change that cannot be applied is logged and skipped (the catalogue stays
+    as it was); a listener that fails is logged, and the others still hear of the change."""
+
+    def __init__(self, settings: Settings, listeners: Iterable[Listener]) -> None:
+        self.settings = settings
+        self.listeners = list(listeners)
+        self.applied = 0
+
+    async def run(self) -> None:
+        from scenestream.client import read_topics
+        from scenestream.topics import REGISTER_CHANGES
+
+        topic = REGISTER_CHANGES.full_name(self.settings)
+        async for record in read_topics(self.settings, [topic], follow=True):
+            try:
+                change = decode(record.value, RegisterChange)
+            except SchemaError as exc:
+                log.warning("%s: unreadable register change at offset %s: %s", topic, record.offset, exc)
+                continue
+            await self.apply(change)
+
+    async def apply(self, change: RegisterChange) -> None:
+        try:
+            new = applied(catalogue(), change)
+        except CatalogueError as exc:
+            log.error("register change of %s refused: %s", change.name, exc)
+            return
+        if new is catalogue():
+            return
+        use(new)
+        self.applied += 1
+        what = "removed" if change.removed else f"now {change.adapter_version or 'without an adapter'}"
+        log.info("register %s %s; registers: %s", change.name, what, ", ".join(new.names))
+        for listener in self.listeners:
+            try:
+                await asyncio.to_thread(listener.registers_changed, new)
+            except Exception:
+                log.exception("%s could not take the change of register %s", type(listener).__name__, change.name)
+
+
+def watch(app: Any, settings: Settings, handlers: Iterable[Any]) -> None:
+    """Run a :class:`RegisterWatcher` in ``app`` (a faust app): every worker follows the changes, since every
+    stage validates the register names of the records it reads; ``handlers`` that listen hear of each."""
+    listeners = [h for h in handlers if callable(getattr(h, "registers_changed", None))]
+    watcher = RegisterWatcher(settings, listeners)
+
+    async def follow_register_changes() -> None:
+        try:
+            await watcher.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the stages go on with the catalogue they have; say so loudly
+            log.exception("the register watcher stopped: register changes are no longer followed")
+
+    app.task(follow_register_changes)

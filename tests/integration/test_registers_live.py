@@ -1,0 +1,172 @@
+"""A fifth register published to a running stack through the real embedded broker: the next message that asks for
+it is answered by its adapter, a new version of its weights is served under a new version, and once removed a
+message naming it is dead-lettered while the others are still answered. No worker restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from scenestream.client import publish, read_topic
+from scenestream.schemas import LoraOutput, decode
+from scenestream.schemas.records import DeadLetter, GenerationParams, RawText
+from scenestream.schemas.registers import SHIPPED, Catalogue, folders_from, use, version_of
+from scenestream.topics import LORA_OUTPUTS, RAW_TEXT, create_topics
+from scenestream.training.provision import provision
+
+CLI = [sys.executable, "-m", "scenestream"]
+STOIC = """
+name = "stoic"
+symbol = "🏛"
+adapter = "{adapter}"
+
+[description]
+ru = "Стоик: спокойно отделяет то, что в нашей власти, от того, что нет."
+en = "The stoic: calmly separates what is in our power from what is not."
+"""
+
+
+def adapter_like(source: Path, folder: Path, scale: float) -> Path:
+    """A real LoRA adapter with other weights: ``source``'s, its B matrices scaled."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(source, folder)
+    weights = load_file(folder / "adapter_model.safetensors")
+    save_file({k: v * scale if "lora_B" in k else v for k, v in weights.items()}, folder / "adapter_model.safetensors")
+    return folder
+
+
+def env_of(settings, user: Path) -> dict:
+    env = dict(os.environ)
+    env.update(
+        SCENESTREAM_BROKER=settings.broker,
+        SCENESTREAM_TOPIC_PREFIX=settings.topic_prefix,
+        SCENESTREAM_APP_ID=settings.app_id,
+        SCENESTREAM_DATA_DIR=str(settings.data_dir),
+        SCENESTREAM_REGISTERS_PATH=str(user),
+        SCENESTREAM_MEMORY="false",
+        SCENESTREAM_ENGINE="transformers",
+        SCENESTREAM_SCENE_EMBEDDER="static",
+        SCENESTREAM_MAX_NEW_TOKENS="6",
+        SCENESTREAM_ANSWER_MIN_TOKENS="0",
+        SCENESTREAM_LOG_LEVEL="INFO",
+    )
+    return env
+
+
+def cli(env: dict, *args: str) -> dict:
+    done = subprocess.run(CLI + list(args), env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def final_of(settings, message_id: str, log, timeout: float = 180.0) -> LoraOutput:
+    async def read():
+        async for record in read_topic(settings, LORA_OUTPUTS.full_name(settings)):
+            out = decode(record.value, LoraOutput)
+            if out.message_id == message_id and out.final:
+                return out
+        return None
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = asyncio.run(read())
+        if found is not None:
+            return found
+        time.sleep(0.5)
+    log.flush()
+    pytest.fail(f"no answer to {message_id} within {timeout:.0f}s:\n" + open(log.name).read()[-3000:])
+
+
+def dead_letter_of(settings, message_id: str, timeout: float = 60.0) -> DeadLetter:
+    async def read():
+        async for record in read_topic(settings, RAW_TEXT.dlq_name(settings)):
+            letter = decode(record.value, DeadLetter)
+            if message_id.encode() in letter.value:
+                return letter
+        return None
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            found = asyncio.run(read())
+        except KeyError:  # the dead-letter topic is made with the others; not there yet
+            found = None
+        if found is not None:
+            return found
+        time.sleep(0.5)
+    pytest.fail(f"no dead letter for {message_id} within {timeout:.0f}s")
+
+
+def ask(settings, message_id: str, register: str) -> None:
+    raw = RawText(
+        message_id=message_id,
+        session_id="registers",
+        text="What is in our power when the train is late?",
+        force_register=register,
+        params=GenerationParams(max_new_tokens=6),
+    )
+    asyncio.run(publish(settings, [raw]))
+
+
+def test_a_register_is_published_served_updated_and_removed_without_a_restart(settings_factory, tmp_path):
+    provision(settings_factory(), progress=False)
+    s = settings_factory(partitions=1, memory=False, scene_embedder="static")
+    asyncio.run(create_topics(s))
+    user = tmp_path / "registers"
+    user.mkdir()
+    logician = Catalogue.load([SHIPPED])["logician"].adapter
+    first = adapter_like(logician, user / "stoic-1", 1.5)
+    env = env_of(s, user)
+    log = open(tmp_path / "worker.log", "w")  # noqa: SIM115 - the worker writes to it until stopped
+    worker = subprocess.Popen(
+        CLI + ["run", "--stages", "tokenizer,scene,decoder"], env=env, stdout=log, stderr=log, start_new_session=True
+    )
+    try:
+        ask(s, "before", "logician")  # the stack is up and answering before anything changes
+        assert final_of(s, "before", log).adapter == "logician"
+
+        (user / "stoic.toml").write_text(STOIC.format(adapter="stoic-1"), encoding="utf-8")
+        change = cli(env, "register", "publish", "stoic", "--json")
+        assert change["adapter_version"] == version_of("stoic", first)
+        use(Catalogue.load(folders_from(str(user))))  # this process asks for the new register by name too
+        ask(s, "stoic-1", "stoic")
+        answer = final_of(s, "stoic-1", log)
+        assert answer.register == "stoic" and answer.adapter == "stoic" and answer.text.strip()
+        assert answer.adapter_version == version_of("stoic", first) and answer.symbol == "🏛"
+
+        second = adapter_like(logician, user / "stoic-2", 0.5)  # new weights: a new version, a new folder
+        (user / "stoic.toml").write_text(STOIC.format(adapter="stoic-2"), encoding="utf-8")
+        assert cli(env, "register", "publish", "stoic", "--json")["adapter_version"] == version_of("stoic", second)
+        ask(s, "stoic-2", "stoic")
+        assert final_of(s, "stoic-2", log).adapter_version == version_of("stoic", second) != answer.adapter_version
+
+        assert cli(env, "register", "remove", "stoic", "--json")["removed"] is True
+        time.sleep(2)  # the worker follows the change (it is read as it comes)
+        ask(s, "stoic-gone", "stoic")
+        letter = dead_letter_of(s, "stoic-gone")
+        assert "unknown register 'stoic'" in letter.reason
+        ask(s, "after", "poet")  # no failed request around the change: the others are still answered
+        assert final_of(s, "after", log).adapter == "poet"
+        assert worker.poll() is None, "the worker restarted or died"
+        log.flush()
+        worker_log = open(log.name).read()
+        assert "register stoic now stoic@" in worker_log and "register stoic removed" in worker_log
+    finally:
+        use(None)
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGTERM)
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+        log.close()
