@@ -78,13 +78,14 @@ def open_view(page: Any, url: str, key: str, timeout_ms: float = 60_000) -> dict
     page.locator("#key-submit").click()
     page.locator("#tenant").filter(has_text="tenant ").wait_for(timeout=timeout_ms)
     page.locator("#feed-state.live").wait_for(timeout=timeout_ms)
-    return page.evaluate(
+    found = page.evaluate(
         """() => {
             const nav = performance.getEntriesByType("navigation")[0];
             const mark = (name) => performance.getEntriesByName(name)[0]?.startTime;
             return {load_ms: nav.loadEventEnd, ready_ms: mark("view-ready"), live_ms: mark("feed-live")};
         }"""
     )
+    return {name: round(value, 1) if value is not None else None for name, value in found.items()}
 
 
 def ask(page: Any, text: str, timeout_ms: float = 240_000) -> Any:

@@ -104,7 +104,9 @@ function linkage(text) {
 
 // one card per message: its text, its scene (picture, registers, Δ-code, resonance, echoes, formula), its answer
 class Card {
-  constructor(list, messageId, session, text) {
+  // timed: the card was made when its question was asked here (the chat), so its clock means something
+  constructor(list, messageId, session, text, timed = true) {
+    this.timed = timed;
     this.node = $("#card-template").content.firstElementChild.cloneNode(true);
     this.node.dataset.messageId = messageId || "";
     this.messageId = messageId;
@@ -155,7 +157,7 @@ class Card {
     const list = clear($(".echoes", box));
     for (const echo of echoes.slice(0, 5)) list.append(el("li", { class: "echo" }, `${fixed(echo.score)} ${echo.text || ""}`));
     box.hidden = false;
-    $(".timing", this.node).textContent = `· scene after ${ms} ms`;
+    if (this.timed) $(".timing", this.node).textContent = `· scene after ${ms} ms`;
     if (scene.scene_id) this.picture(scene.scene_id);
     if (this.messageId) this.formula();
   }
@@ -290,7 +292,7 @@ function onFeed(event) {
   let card = live.get(event.message_id);
   if (!card) {
     if (event.type !== "scene") return; // a piece of a message whose scene came before this page
-    card = new Card($("#feed"), event.message_id, event.session, event.text);
+    card = new Card($("#feed"), event.message_id, event.session, event.text, false);
     live.set(event.message_id, card);
     $("#feed-empty").hidden = true;
     while (live.size > 100) {
