@@ -78,7 +78,11 @@ def test_ask_see_the_scene_then_the_answer_its_trace_its_session_and_erase_it(br
     answer = first.locator(".answer").inner_text()
     assert answer.strip()
     assert re.fullmatch(r"Δ\d+", first.locator(".delta-code").inner_text())
-    assert first.locator(".registers li").count() == 4 and first.locator(".registers li.active").count() >= 1
+    mid = first.get_attribute("data-message-id")
+    trace = httpx.get(f"{url}/v1/messages/{mid}/trace", headers={"Authorization": f"Bearer {K1}"}, timeout=60).json()
+    names = [r["name"] for r in trace["archive"]["registers"]]
+    assert first.locator(".registers .name").all_inner_texts() == names  # every register's weight, ranked
+    assert first.locator(".registers li.active").count() >= 1
     assert first.locator(".resonance").inner_text().startswith("ρ 0.00")  # the session's first scene
     first.locator(".field-image[data-loaded=true]").wait_for(timeout=30_000)
     assert first.locator(".field-image").evaluate("(img) => img.naturalWidth") == 760  # the SVG's own width
