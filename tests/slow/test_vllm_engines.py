@@ -66,7 +66,7 @@ def _check(generations, adapters, pieces):
         assert len(pieces[i]) > 1 and "".join(pieces[i]) == gen.text  # streamed, token by token
 
 
-def test_vllm_in_process_mixed_adapters_in_one_batch(settings):
+def test_vllm_in_process_mixed_adapters_in_one_batch(settings, tmp_path):
     from scenestream.agents.decoder.engines import VLLMEngine
 
     engine = VLLMEngine(settings)
@@ -76,8 +76,34 @@ def test_vllm_in_process_mixed_adapters_in_one_batch(settings):
         again = engine.generate([Request(p, r) for p, r in PROMPTS])  # greedy: the same without a receiver
         assert [g.text for g in again] == [g.text for g in generations]
         _continuous(engine)
+        _registers_change(engine, tmp_path)
     finally:
         engine.close()  # its engine core process goes now, not at exit
+
+
+def _registers_change(engine, tmp_path):
+    """Adapters published and removed while the engine runs: each version its own LoRA id, a removed adapter
+    unloaded (its register answered by the base model)."""
+    from tests.weights import adapter_like
+
+    shipped = dict(engine.adapters)
+    prompt = PROMPTS[1][0]
+    before = engine.generate([Request(prompt, "logician")])[0]
+    stoic = adapter_like(shipped["logician"], tmp_path / "stoic", 3.0)
+    engine.sync_adapters({**shipped, "stoic": stoic})
+    ids = dict(engine.lora_ids)
+    assert ids["stoic"] not in [ids[n] for n in shipped]
+    answered = engine.generate([Request(prompt, "stoic"), Request(prompt, "logician")])
+    assert answered[0].adapter == "stoic" and answered[0].completion_tokens > 0
+    assert answered[1].text == before.text  # the others are unchanged
+    newer = adapter_like(shipped["logician"], tmp_path / "logician-2", 3.0)
+    engine.sync_adapters({**shipped, "logician": newer, "stoic": stoic})
+    assert engine.lora_ids["logician"] != ids["logician"] and engine.lora_ids["stoic"] == ids["stoic"]
+    assert engine.generate([Request(prompt, "logician")])[0].text == answered[0].text  # the same weights as stoic
+    engine.sync_adapters(shipped)
+    assert "stoic" not in engine.adapters and ids["stoic"] not in engine.llm.llm_engine.list_loras()
+    assert engine.generate([Request(prompt, "stoic")])[0].adapter == "base"
+    assert engine.generate([Request(prompt, "logician")])[0].text == before.text
 
 
 def _continuous(engine):
