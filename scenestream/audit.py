@@ -2,7 +2,7 @@
 
     scenestream trace MESSAGE_ID [--json]     # everything that happened to one message
     scenestream history --session S           # a session's scenes, in order
-    scenestream replay --session S [--register R] [--engine E] [--since T]
+    scenestream replay --session S [--register R] [--engine E] [--since T] [--versions current|answered|both]
 
 The archive (Qdrant Edge under the data directory, or SCENESTREAM_QDRANT_URL)
 holds each scene with its resonance, echoes and answer; the topics, while
@@ -15,6 +15,7 @@ written.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Optional
 
 from scenestream.schemas.codec import SchemaError, decode
@@ -29,9 +30,11 @@ def open_settings_archive(settings: Settings):
 
 
 def archived_scene(archive, message_id: str, settings: Settings) -> Optional[dict]:
-    from scenestream.agents.scene.transform import SceneModel, scene_id_for
+    from scenestream.agents.scene.transform import SceneModel, model_folder, scene_id_for
 
-    return archive.get(scene_id_for(message_id, SceneModel.load(settings.scene_embedder).version))
+    model = SceneModel.load(settings.scene_embedder, model_folder(settings))
+    # by its id under the scene model in use; else (made before a router head was refitted) by its message id
+    return archive.get(scene_id_for(message_id, model.version)) or archive.by_message(message_id)
 
 
 async def from_topics(settings: Settings, message_id: str) -> dict[str, list[dict]]:
@@ -103,17 +106,29 @@ def history(session: str, settings: Settings, since_ms: Optional[int] = None) ->
         archive.close()
 
 
+VERSIONS = ("current", "answered", "both")
+
+
 def replay(
     session: str,
     settings: Settings,
     register: Optional[str] = None,
     engine: Optional[str] = None,
     since_ms: Optional[int] = None,
+    versions: str = "current",
 ) -> list[dict]:
-    """Old and new answers of a session's archived scenes, in order."""
-    from scenestream.agents.decoder.engines import make_engine
+    """Old and new answers of a session's archived scenes, in order. ``versions``: ``current`` answers with the
+    adapters served now (``new``); ``answered`` with the adapter version each scene was answered with
+    (``answered``: None, and ``answered_note`` why, where that version is not kept here or none was recorded);
+    ``both`` gives both, side by side."""
+    from scenestream.agents.decoder.engines import adapters_in, make_engine
     from scenestream.agents.decoder.transform import Decoder
+    from scenestream.registry import find_version
 
+    if versions not in VERSIONS:
+        raise ValueError(f"versions is one of {', '.join(VERSIONS)}, not {versions!r}")
+    if register is not None and versions != "current":
+        raise ValueError("--register answers with today's adapter of that register: use it with --versions current")
     rows = history(session, settings, since_ms)
     if not rows:
         raise LookupError(f"no archived scenes for session {session!r}")
@@ -124,17 +139,54 @@ def replay(
             scene.model_copy(update={"replay_of": scene.message_id, "force_register": register or scene.force_register})
         )
     decoder = Decoder(make_engine(settings, engine))
-    outputs: list[LoraOutput] = []
-    for i in range(0, len(scenes), 16):
-        outputs += decoder.decode(scenes[i : i + 16])
-    return [
+
+    def decode(chosen: list[int]) -> dict[int, LoraOutput]:
+        outputs: list[LoraOutput] = []
+        for i in range(0, len(chosen), 16):
+            outputs += decoder.decode([scenes[j] for j in chosen[i : i + 16]])
+        return dict(zip(chosen, outputs))
+
+    out = [
         {
             "scene_id": row["scene_id"],
             "message_id": row["message_id"],
             "ts_ms": row["ts_ms"],
             "text": row["text"],
-            "old": {"register": row.get("answer_register"), "text": row.get("answer")},
-            "new": out,
+            "old": {
+                "register": row.get("answer_register"),
+                "adapter_version": row.get("answer_adapter_version"),
+                "text": row.get("answer"),
+            },
         }
-        for row, out in zip(rows, outputs)
+        for row in rows
     ]
+    if versions in ("current", "both"):
+        for i, answer in decode(list(range(len(rows)))).items():
+            out[i]["new"] = answer
+    if versions in ("answered", "both"):
+        sync = getattr(decoder.engine, "sync_adapters", None)
+        if sync is None:
+            raise ValueError(f"the {decoder.engine.name} engine cannot serve other adapter versions")
+        now = adapters_in(settings)
+        groups: dict[tuple, list[int]] = {}
+        for i, row in enumerate(rows):
+            out[i]["answered"] = None
+            version = row.get("answer_adapter_version")
+            folder = find_version(version, settings) if version else None
+            if folder is None:
+                out[i]["answered_note"] = (
+                    f"{version} is not kept here (neither its register's folder nor the adapter store has it)"
+                    if version
+                    else "no adapter version was recorded for its answer (the base model, or answered before v4)"
+                )
+                continue
+            name = version.split("@", 1)[0]
+            groups.setdefault((name, str(folder)), []).append(i)
+        try:
+            for (name, folder), chosen in groups.items():
+                sync({**now, name: Path(folder)})
+                for i, answer in decode(chosen).items():
+                    out[i]["answered"] = answer
+        finally:
+            sync(now)
+    return out

@@ -15,12 +15,21 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import shutil
 from pathlib import Path
-from typing import Any, Iterable, Protocol
+from typing import Any, Iterable, Optional, Protocol
 
 from scenestream.schemas.codec import SchemaError, decode
 from scenestream.schemas.records import RegisterChange
-from scenestream.schemas.registers import Catalogue, CatalogueError, catalogue, read_register, use, version_of
+from scenestream.schemas.registers import (
+    WEIGHT_FILES,
+    Catalogue,
+    CatalogueError,
+    catalogue,
+    read_register,
+    use,
+    version_of,
+)
 from scenestream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,8 +40,48 @@ class Listener(Protocol):
         """The catalogue changed (called off the event loop)."""
 
 
+def store_dir(settings: Settings) -> Path:
+    """Where every published adapter version is kept, one folder per version (``name@hash``), never changed:
+    decoders load a published version from here, and ``replay --versions answered`` finds old ones here."""
+    return Path(settings.data_dir) / "adapter-store"
+
+
+def kept(name: str, folder: Path, version: str, settings: Settings) -> Path:
+    """The store's copy of ``folder``'s adapter (``version``), made the first time it is published."""
+    target = store_dir(settings) / version
+    if target.is_dir() and version_of(name, target) == version:
+        return target
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    for file in WEIGHT_FILES:
+        if (Path(folder) / file).exists():
+            shutil.copy2(Path(folder) / file, partial / file)
+    if version_of(name, partial) != version:
+        shutil.rmtree(partial)
+        raise CatalogueError(f"{folder} changed while it was being published: publish it again")
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+    return target
+
+
+def find_version(version: str, settings: Settings) -> Optional[Path]:
+    """The folder with the weights of adapter ``version`` (``name@hash``): the register's own folder when it
+    still holds them, else the store's copy; None when neither does."""
+    name = version.split("@", 1)[0]
+    known = catalogue()
+    if name in known and known[name].adapter_version(settings.adapters_dir) == version:
+        return known[name].adapter_folder(settings.adapters_dir)
+    target = store_dir(settings) / version
+    if target.is_dir() and version_of(name, target) == version:
+        return target
+    return None
+
+
 def change_of(name: str, settings: Settings, removed: bool = False) -> RegisterChange:
-    """The change that announces register ``name`` as the catalogue now declares it (or its removal)."""
+    """The change that announces register ``name`` as the catalogue now declares it (or its removal); its
+    adapter is copied into the store (:func:`kept`) and announced from there, so the weights a version names
+    never change under it."""
     if removed:
         return RegisterChange(name=name, removed=True)
     decl = catalogue()[name]
@@ -41,7 +90,7 @@ def change_of(name: str, settings: Settings, removed: bool = False) -> RegisterC
     return RegisterChange(
         name=name,
         file=str(decl.source),
-        adapter=str(folder) if version else None,
+        adapter=str(kept(name, folder, version, settings)) if version else None,
         adapter_version=version,
     )
 

@@ -213,10 +213,19 @@ class Catalogue:
         return f"unknown register {name!r}: this stack's registers are {', '.join(self.names)}"
 
 
-def folders_from(path: Optional[str]) -> tuple[Path, ...]:
-    """The shipped folder, then the folders of a ``SCENESTREAM_REGISTERS_PATH`` value."""
+def folders_from(path: Optional[str], data_dir: Optional[Path] = None) -> tuple[Path, ...]:
+    """The shipped folder, ``data_dir/registers`` when it exists (where ``scenestream register add`` writes
+    without a path), then the folders of a ``SCENESTREAM_REGISTERS_PATH`` value."""
     extra = [Path(p).expanduser() for p in (path or "").split(os.pathsep) if p.strip()]
-    return (SHIPPED, *extra)
+    added = [Path(data_dir) / "registers"] if data_dir is not None and (Path(data_dir) / "registers").is_dir() else []
+    return (SHIPPED, *[f for f in added if f not in extra], *extra)
+
+
+def user_folder(path: Optional[str], data_dir: Path) -> Path:
+    """Where a new register's files go: the first folder of ``SCENESTREAM_REGISTERS_PATH``, else
+    ``data_dir/registers``."""
+    extra = [Path(p).expanduser() for p in (path or "").split(os.pathsep) if p.strip()]
+    return extra[0] if extra else Path(data_dir) / "registers"
 
 
 _lock = threading.Lock()
@@ -232,7 +241,8 @@ def catalogue() -> Catalogue:
             if _active is None:
                 from scenestream.settings import Settings
 
-                _active = Catalogue.load(folders_from(Settings().registers_path))
+                settings = Settings()
+                _active = Catalogue.load(folders_from(settings.registers_path, settings.data_dir))
     return _active
 
 

@@ -90,6 +90,9 @@ class SceneArchive(Protocol):
     def get(self, scene_id: str) -> dict | None:
         """The payload of a scene, or None if it is not stored."""
 
+    def by_message(self, message_id: str) -> dict | None:
+        """The payload of the scene of ``message_id``, or None if it is not stored."""
+
     def update_payload(self, scene_id: str, fields: dict) -> None:
         """Merge ``fields`` into a stored scene's payload (KeyError when it is not stored)."""
 
@@ -283,6 +286,14 @@ class _BaseArchive:
                 raise KeyError(f"scene {scene_id!r} is not in the archive")
             if fields:
                 self._set_payload(pid, dict(fields))
+
+    def by_message(self, message_id: str) -> dict | None:
+        """The archived scene of ``message_id`` whatever the scene builder's version that made its id."""
+        _require(message_id, "message_id")
+        with self._lock:
+            self._check_open()
+            payloads = self._scroll([("message_id", message_id)], None)
+        return payloads[0] if payloads else None
 
     def history(self, session_id: str, tenant: str | None = None, since_ms: int | None = None) -> list[dict]:
         _require(session_id, "session_id")

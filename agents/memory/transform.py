@@ -133,6 +133,7 @@ class Memory:
                         "answer": output.text,
                         "answer_register": output.register,
                         "answer_adapter": output.adapter,
+                        "answer_adapter_version": output.adapter_version,
                         "answer_engine": output.engine,
                         "answer_ts_ms": output.ts_ms,
                         "answer_timings_ms": output.timings_ms,

@@ -17,7 +17,8 @@ import json
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Sequence
+from pathlib import Path
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -25,6 +26,7 @@ from scenestream.agents.scene.embedder import MODEL_DIR, Embedder, make_embedder
 from scenestream.agents.scene.field import field_of
 from scenestream.schemas.records import RegisterWeight, Scene, SceneField, Tokens
 from scenestream.schemas.registers import catalogue
+from scenestream.settings import Settings
 
 BUILDER = "scene-builder-1"
 LINKAGE_SIZE = 3
@@ -46,11 +48,13 @@ class SceneModel:
     registers: tuple[str, ...]  # the head's classes, in its order
 
     @classmethod
-    def load(cls, embedder: str) -> SceneModel:
-        path = MODEL_DIR / f"scene-{embedder}.npz"
+    def load(cls, embedder: str, folder: Optional[Path] = None) -> SceneModel:
+        """The arrays of ``embedder`` in ``folder`` (default: the shipped model)."""
+        folder = folder or MODEL_DIR
+        path = folder / f"scene-{embedder}.npz"
         if not path.exists():
             raise FileNotFoundError(f"{path} missing: build it with `python -m scenestream.ops.build_scene_model`")
-        manifest = json.loads((MODEL_DIR / "manifest.json").read_text(encoding="utf-8"))
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
         registers = tuple(manifest["registers"])
         data = np.load(path)
         digest = manifest["embedders"][embedder]["sha256"][:8]
@@ -65,6 +69,17 @@ class SceneModel:
             f"{BUILDER}+{embedder}.{digest}",
             registers,
         )
+
+
+def head_dir(settings: Settings) -> Path:
+    """Where ``scenestream register add`` writes a refitted router head (with the codebook and concepts)."""
+    return Path(settings.data_dir) / "scene-model"
+
+
+def model_folder(settings: Settings) -> Path:
+    """The scene model the builder loads: a refitted one in the data folder when there is one, else the shipped."""
+    refitted = head_dir(settings)
+    return refitted if (refitted / "manifest.json").exists() else MODEL_DIR
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -107,14 +122,27 @@ class SceneBuilder:
     embedder: Embedder | None = None
     timings: dict = field(default_factory=dict)
 
+    folder: Optional[Path] = None  # the scene model's folder; None: the shipped one
+
     @classmethod
     def from_settings(cls, settings) -> SceneBuilder:
-        """The builder the scene stage runs for ``settings`` (SCENESTREAM_SCENE_EMBEDDER)."""
-        return cls(embedder_name=settings.scene_embedder)
+        """The builder the scene stage runs for ``settings`` (SCENESTREAM_SCENE_EMBEDDER; a refitted router head
+        in SCENESTREAM_DATA_DIR/scene-model when ``scenestream register add`` made one)."""
+        return cls(embedder_name=settings.scene_embedder, folder=model_folder(settings))
 
     @cached_property
     def model(self) -> SceneModel:
-        return SceneModel.load(self.embedder_name)
+        return SceneModel.load(self.embedder_name, self.folder)
+
+    def reload(self, folder: Path) -> bool:
+        """Load the scene model in ``folder`` when it is not the one in use (a router head refitted while the
+        stage runs); True when it changed. The batch being built keeps the model it started with."""
+        model = SceneModel.load(self.embedder_name, folder)
+        if folder == self.folder and model.version == self.model.version:
+            return False
+        self.folder = folder
+        self.__dict__["model"] = model
+        return True
 
     def __post_init__(self) -> None:
         if self.embedder is None:

@@ -52,7 +52,8 @@ from scenestream.api.openai_types import (
 )
 from scenestream.api.service import Service
 from scenestream.api.views import include_views
-from scenestream.schemas.records import REGISTERS, GenerationParams, LoraOutput, RawText, Scene, new_message_id
+from scenestream.schemas.records import GenerationParams, LoraOutput, RawText, Scene, new_message_id
+from scenestream.schemas.registers import catalogue
 from scenestream.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -411,7 +412,7 @@ def create_app(settings: Optional[Settings] = None, service: Optional[Service] =
     ):
         """OpenAI chat completions; `model` is `scenestream` (the scene chooses the register) or a register."""
         api = the_api(request)
-        asked = check_request(body, REGISTERS, x_session_id)
+        asked = check_request(body, catalogue().names, x_session_id)
         record = raw_for(api, asked.text, asked.session, tenant, asked.register, asked.params)
         gateway, waiting = await submit(api, record)
         if asked.stream:
@@ -433,12 +434,15 @@ def create_app(settings: Optional[Settings] = None, service: Optional[Service] =
 
     @app.get("/v1/models")
     async def models(request: Request, tenant: str = Depends(auth)) -> dict:
-        """`scenestream` and one model per register adapter served, the base model as parent and root."""
+        """`scenestream` and one model per register of the catalogue, the base model as parent and root; each
+        register's model carries a ``scenestream`` object: its adapter version, and whether the decoder of this
+        process has it loaded (None in a gateway whose decoders run elsewhere)."""
         api = the_api(request)
         service = api.service
         base = service.base_model_name() if service else "base"
         created = int(service.started_at if service else time.time())
-        ids = [(SCENESTREAM_MODEL, None)] + [(r, base) for r in (service.adapters() if service else [])]
+        about = {row["register"]: row for row in service.registers()} if service else {}
+        ids = [(SCENESTREAM_MODEL, None)] + [(r, base) for r in about]  # every register: its model forces it
         data = [
             {
                 "id": name,
@@ -447,6 +451,7 @@ def create_app(settings: Optional[Settings] = None, service: Optional[Service] =
                 "owned_by": "scenestream",
                 "root": base,
                 "parent": parent,
+                **({"scenestream": about[name]} if name in about else {}),
             }
             for name, parent in ids
         ]
@@ -536,8 +541,8 @@ def create_app(settings: Optional[Settings] = None, service: Optional[Service] =
         api = the_api(request)
         body = body or ReplayRequest()
         session_id = path_session(session_id)
-        if body.register is not None and body.register not in REGISTERS:
-            raise bad_request(f"register {body.register!r} is not one of {', '.join(REGISTERS)}", param="register")
+        if body.register is not None and body.register not in catalogue():
+            raise bad_request(catalogue().unknown(body.register), param="register")
         gateway = api.gateway()
         with api.service_archive() as archive:
             rows = await asyncio.to_thread(archive.history, session_id, tenant, body.since_ms)
@@ -750,7 +755,7 @@ async def websocket_session(websocket: WebSocket, api: API) -> None:
         try:
             if msg.text is None or not msg.text.strip():
                 raise bad_request("text is empty or only whitespace", param="text", code="empty_text")
-            if msg.register is not None and msg.register not in REGISTERS:
+            if msg.register is not None and msg.register not in catalogue():
                 raise APIError(404, f"no register {msg.register!r}", code="model_not_found", param="register")
             session = check_session(msg.session, "session") if msg.session is not None else None
             try:

@@ -189,6 +189,33 @@ class Service:
             served = adapters_in(self.settings)
         return [r for r in catalogue().names if r in served]
 
+    def registers(self) -> list[dict]:
+        """Every register of the catalogue: its symbol, descriptions, its adapter's version, and whether the
+        decoder of this process serves it now (``loaded``; None where the decoders run elsewhere) and which
+        version (``served_version``)."""
+        from scenestream.schemas.registers import CatalogueError, catalogue
+
+        engine = getattr(self._decoder(), "engine", None)
+        served = getattr(engine, "adapters", None) if engine is not None else None
+        versions = getattr(engine, "versions", {}) if engine is not None else {}
+        out = []
+        for decl in catalogue():
+            try:
+                version = decl.adapter_version(self.settings.adapters_dir)
+            except CatalogueError:
+                version = None
+            out.append(
+                {
+                    "register": decl.name,
+                    "symbol": decl.symbol,
+                    "description": decl.description,
+                    "adapter_version": version,
+                    "loaded": None if served is None else decl.name in served,
+                    "served_version": versions.get(decl.name),
+                }
+            )
+        return out
+
     # ------------------------------------------------------------------------------------------- the archive
 
     def _memory_archive(self) -> Any:

@@ -9,7 +9,7 @@ The data come from :mod:`scenestream.audit`; this module renders them.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 
@@ -62,14 +62,22 @@ def history_line(row: dict) -> str:
 
 
 def replay_lines(row: dict) -> str:
-    new = row["new"]
-    return "\n".join(
-        [
-            f"— {row['message_id']}: {row['text']}",
-            f"  old [{row['old']['register']}]: {row['old']['text']}",
-            f"  new [{new.register}/{new.adapter}]: {new.text}",
-        ]
-    )
+    old = row["old"]
+    lines = [
+        f"— {row['message_id']}: {row['text']}",
+        f"  old [{old['register']}/{old.get('adapter_version') or '?'}]: {old['text']}",
+    ]
+    if "new" in row:
+        new = row["new"]
+        lines.append(f"  new [{new.register}/{new.adapter_version or new.adapter}]: {new.text}")
+    if "answered" in row:
+        again = row["answered"]
+        lines.append(
+            f"  answered version again [{again.adapter_version}]: {again.text}"
+            if again is not None
+            else f"  answered version again: — ({row['answered_note']})"
+        )
+    return "\n".join(lines)
 
 
 def trace(
@@ -120,14 +128,21 @@ def replay(
     ),
     engine: Optional[EngineName] = typer.Option(None, help="Decoder engine (default: SCENESTREAM_ENGINE)."),
     since: Optional[int] = typer.Option(None, help="Only scenes at or after this time (ms since the epoch)."),
-    as_json: bool = json_option("Print one JSON array of {scene_id, message_id, ts_ms, text, old, new}."),
+    versions: Literal["current", "answered", "both"] = typer.Option(
+        "current",
+        help="current: today's adapters; answered: the adapter version each scene was answered with (from the "
+        "register's folder or the adapter store); both: side by side.",
+    ),
+    as_json: bool = json_option("Print one JSON array of {scene_id, message_id, ts_ms, text, old, new, answered}."),
 ) -> None:
     """Re-run a session's archived scenes through the decoder; old and new answers side by side."""
     from scenestream.audit import replay as run_replay
 
+    if register is not None and versions != "current":
+        fail("--register answers with today's adapter of that register: use it with --versions current", 2)
     try:
         with progress_to_stderr():
-            rows = run_replay(session, get_settings(), register, engine, since)
+            rows = run_replay(session, get_settings(), register, engine, since, versions)
     except LookupError as exc:
         fail(str(exc))
     except ValueError as exc:

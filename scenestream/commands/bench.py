@@ -1,4 +1,4 @@
-"""Benchmarks: ``scenestream bench transport|scene|decoder|quality|memory|e2e|lora|gpu|chaos [--json]``.
+"""Benchmarks: ``scenestream bench transport|scene|decoder|quality|memory|e2e|lora|gpu|chaos|registers [--json]``.
 
 The measurements live in ``ops/bench_*.py``; with ``--json`` a command prints the report as one JSON
 document (progress on stderr), without it a short rendering of the main figures: the ops module's
@@ -16,6 +16,7 @@ from scenestream.commands.common import (
     LORA_KERNELS,
     REGISTER_HELP,
     SCENE_EMBEDDERS,
+    EngineName,
     embedders_choice,
     fail,
     json_option,
@@ -592,3 +593,22 @@ def bench_chaos(
     with progress_to_stderr():
         report = run_chaos(messages, rate, workers, every, kills, memory, seed, static, progress=not as_json)
     _show(report, as_json, render_chaos)
+
+
+@bench_app.command("registers")
+def bench_registers(
+    as_json: bool = json_option(JSON_HELP),
+    loads: int = typer.Option(5, min=1, help="New adapter versions published, one after another."),
+    rate: float = typer.Option(1.0, min=0.1, help="Requests per second during the load/unload cycle."),
+    seconds: float = typer.Option(30.0, min=5, help="How long each traffic run (quiet, then cycling) lasts."),
+    every: float = typer.Option(5.0, min=1, help="Seconds between two register changes while cycling."),
+    engine: Optional[EngineName] = typer.Option(None, help="Decoder engine (default: vllm where installed)."),
+) -> None:
+    """A register's adapter published to a running stack (its own embedded broker and `scenestream run`
+    worker): from publishing a new version to the first answer served by it, p50 over --loads; and ordinary
+    requests at --rate, quiet against a register published and removed every --every seconds, side by side."""
+    from scenestream.ops.bench_registers import format_report, run_registers_bench
+
+    with progress_to_stderr():
+        report = run_registers_bench(loads, rate, seconds, every, engine, progress=not as_json)
+    _show(report, as_json, format_report)

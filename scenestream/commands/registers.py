@@ -1,11 +1,15 @@
 """The register catalogue from the command line.
 
+scenestream register add NAME --examples FILE [--symbol S] [--description-ru T --description-en T] [--json]
 scenestream register list [--json]       # every register, where it is declared, its adapter and version
 scenestream register publish NAME [--json] # a running stack takes NAME as its file now declares it
 scenestream register remove NAME [--json]  # a running stack forgets NAME: its adapter unloaded, never routed to
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -116,3 +120,100 @@ def register_remove(
     builders stop routing to it, and a message that asks for it by name is dead-lettered. Its file stays
     where it is (delete it too, or a stack started later without the change still has it)."""
     _announce(name, removed=True, as_json=as_json)
+
+
+@register_app.command("add")
+def register_add(
+    name: str = typer.Argument(..., help="The new register's name: lowercase latin letters, digits and _."),
+    examples: Path = typer.Option(
+        ..., "--examples", exists=True, dir_okay=False, help="JSON lines {text, answer[, lang]} in the new voice."
+    ),
+    symbol: str = typer.Option("◇", help="The symbol a scene in this register compresses into."),
+    description_ru: Optional[str] = typer.Option(None, help="What the register is, in Russian."),
+    description_en: Optional[str] = typer.Option(None, help="What the register is, in English."),
+    floor: float = typer.Option(
+        0.97,
+        help="Refuse when an existing register's held-out routing accuracy would "
+        "fall below this (or below what it has, if lower).",
+    ),
+    epochs: float = typer.Option(2.0, help="Adapter training epochs over the train part of the examples."),
+    train_adapter: bool = typer.Option(True, "--train/--no-train", help="Train its adapter (CPU or GPU)."),
+    publish_it: bool = typer.Option(
+        True, "--publish/--no-publish", help="Announce it to the running stack on this machine or cluster, if any."
+    ),
+    replace: bool = typer.Option(False, help="Replace a register of yours with the same name."),
+    as_json: bool = json_option("Print one JSON document: files, the router's accuracies, training, the change."),
+) -> None:
+    """Add a register of your own from texts with answers in its voice (Russian and/or English, at least 10): its
+    file and examples go to the first folder on SCENESTREAM_REGISTERS_PATH (else SCENESTREAM_DATA_DIR/registers);
+    the scene router's head is refitted with it and each register's held-out accuracy reported before and after
+    (refused, leaving nothing, when an existing register would fall below --floor); its LoRA adapter is trained;
+    and a running stack takes it at once (`register publish`)."""
+    from scenestream.broker import reachable
+    from scenestream.commands.common import progress_to_stderr
+    from scenestream.registry import change_of, publish
+    from scenestream.schemas.registers import Catalogue, CatalogueError, catalogue, folders_from, use, user_folder
+    from scenestream.training.new_register import read_examples, remove_files, write_register
+    from scenestream.training.router import refit
+
+    settings = get_settings()
+    try:
+        known = catalogue()
+        if name in known and not (replace and not known[name].shipped):
+            fail(f"register {name!r} exists ({known[name].source}); --replace replaces one of yours", 2)
+        rows = read_examples(examples)
+        descriptions = {
+            "ru": description_ru or f"Регистр {name}: голос примеров из {examples.name}.",
+            "en": description_en or f"The {name} register: the voice of the examples in {examples.name}.",
+        }
+        folder = user_folder(settings.registers_path, settings.data_dir)
+        files = write_register(name, rows, folder, symbol, descriptions, replace=replace)
+    except (ValueError, FileExistsError, CatalogueError) as exc:
+        fail(str(exc), 2)
+    say = (lambda line: typer.echo(line, err=True)) if not as_json else (lambda line: None)
+    try:
+        with_it = Catalogue.load(folders_from(settings.registers_path, settings.data_dir))
+        say(f"refitting the scene router's head with {name} ({len(rows)} examples)")
+        with progress_to_stderr():
+            report = refit(with_it, settings, floor=floor, say=say)
+    except (ValueError, CatalogueError) as exc:
+        remove_files(files, name)
+        fail(str(exc))
+    if report.refused:
+        remove_files(files, name)
+        if as_json:
+            print_json({"register": name, "router": report.as_dict(), "added": False})
+        fail(f"register {name} not added: {report.refused}")
+    use(with_it)
+    result: dict = {"register": name, "added": True, "files": {k: str(v) for k, v in files.items()}}
+    result["router"] = report.as_dict()
+    if train_adapter:
+        from scenestream.agents.decoder.base_model import base_model_path
+        from scenestream.training.train import TrainConfig
+        from scenestream.training.train import train as run_training
+
+        say(f"training the {name} adapter")
+        cfg = TrainConfig(register=name, out=files["adapters"], epochs=epochs)
+        with progress_to_stderr():
+            result["training"] = run_training(cfg, base_model_path(settings))
+    stack = reachable(settings) if publish_it else None
+    if stack is not None:
+        change = change_of(name, stack)
+        import asyncio
+
+        asyncio.run(publish(stack, change))
+        result["published"] = change
+    else:
+        result["published"] = None
+    if as_json:
+        print_json(result)
+        return
+    for embedder, after in report.after.items():
+        before = report.before[embedder]
+        line = ", ".join(f"{r} {before.get(r, float('nan')):.3f}→{a:.3f}" for r, a in after.items())
+        typer.echo(f"router ({embedder}, held-out accuracy before→after): {line}")
+    version = catalogue()[name].adapter_version(settings.adapters_dir)
+    typer.echo(
+        f"register {name} added: {files['file']}; adapter {version or 'not trained'}; "
+        + ("published to the running stack" if stack is not None else "no running stack to publish to")
+    )

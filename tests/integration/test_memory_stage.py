@@ -84,6 +84,13 @@ def test_resonance_in_a_session_never_across_then_trace_replay_and_restart(setti
     assert [r["message_id"] for r in replayed] == [r["message_id"] for r in rows]
     assert all(r["new"].register == "poet" and r["new"].replay_of == r["message_id"] for r in replayed)
     assert [r["message_id"] for r in history("A", s)] == [r["message_id"] for r in rows]  # originals untouched
+    # the versions each scene was answered with (kept in the archive), replayed beside today's
+    side_by_side = replay("A", s, engine="transformers", versions="both")
+    for row in side_by_side:
+        recorded = row["old"]["adapter_version"]
+        assert recorded and recorded.startswith(row["old"]["register"] + "@")
+        assert row["answered"].adapter_version == recorded == row["new"].adapter_version  # unchanged since
+        assert row["answered"].text == row["new"].text  # the same weights, greedy: the same answer
 
     async def restart():
         async with running_worker(s, select_stages(None, s)):

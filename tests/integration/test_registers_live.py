@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from scenestream.client import publish, read_topic
+from scenestream.ops.bench_registers import adapter_version_folder as adapter_like
 from scenestream.schemas import LoraOutput, decode
 from scenestream.schemas.records import DeadLetter, GenerationParams, RawText
 from scenestream.schemas.registers import SHIPPED, Catalogue, folders_from, use, version_of
@@ -33,16 +33,6 @@ adapter = "{adapter}"
 ru = "Стоик: спокойно отделяет то, что в нашей власти, от того, что нет."
 en = "The stoic: calmly separates what is in our power from what is not."
 """
-
-
-def adapter_like(source: Path, folder: Path, scale: float) -> Path:
-    """A real LoRA adapter with other weights: ``source``'s, its B matrices scaled."""
-    from safetensors.torch import load_file, save_file
-
-    shutil.copytree(source, folder)
-    weights = load_file(folder / "adapter_model.safetensors")
-    save_file({k: v * scale if "lora_B" in k else v for k, v in weights.items()}, folder / "adapter_model.safetensors")
-    return folder
 
 
 def env_of(settings, user: Path) -> dict:
@@ -63,8 +53,8 @@ def env_of(settings, user: Path) -> dict:
     return env
 
 
-def cli(env: dict, *args: str) -> dict:
-    done = subprocess.run(CLI + list(args), env=env, capture_output=True, text=True, timeout=120)
+def cli(env: dict, *args: str, timeout: float = 120) -> dict:
+    done = subprocess.run(CLI + list(args), env=env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -161,6 +151,61 @@ def test_a_register_is_published_served_updated_and_removed_without_a_restart(se
         log.flush()
         worker_log = open(log.name).read()
         assert "register stoic now stoic@" in worker_log and "register stoic removed" in worker_log
+    finally:
+        use(None)
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGTERM)
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+        log.close()
+
+
+def test_a_register_added_from_examples_is_routed_to_answered_and_removed(settings_factory, tmp_path):
+    """`register add` with the examples the tests ship (30, Russian and English): the router head is refitted and
+    the adapter trained for a few steps; the running stack routes the next fitting question to it and answers
+    with its adapter; `register remove` and the same question goes elsewhere. The worker never restarts."""
+    provision(settings_factory(), progress=False)
+    s = settings_factory(partitions=1, memory=False, scene_embedder="e5")
+    asyncio.run(create_topics(s))
+    user = tmp_path / "registers"
+    user.mkdir()
+    env = {**env_of(s, user), "SCENESTREAM_SCENE_EMBEDDER": "e5"}
+    log = open(tmp_path / "worker.log", "w")  # noqa: SIM115 - the worker writes to it until stopped
+    worker = subprocess.Popen(
+        CLI + ["run", "--stages", "tokenizer,scene,decoder"], env=env, stdout=log, stderr=log, start_new_session=True
+    )
+    examples = Path(__file__).resolve().parent.parent / "data" / "stoic.jsonl"
+    try:
+        ask(s, "before-add", "poet")
+        assert final_of(s, "before-add", log).adapter == "poet"
+
+        added = cli(env, "register", "add", "stoic", "--examples", str(examples), "--symbol", "🏛", "--epochs", "0.5",
+                    "--json", timeout=900)  # fmt: skip
+        assert added["added"] and added["published"] is not None and added["training"]
+        router = added["router"]
+        assert router["after"]["e5"]["stoic"] >= 0.75, router  # the held-out fifth of the examples
+        held_out = [json.loads(line) for line in open(added["files"]["router"], encoding="utf-8")]
+        question = next(row["text"] for row in held_out if row["split"] == "test")
+        version = json.loads(subprocess.run(CLI + ["register", "list", "--json"], env=env, capture_output=True,
+                                            text=True, check=True).stdout)[-1]  # fmt: skip
+        assert version["name"] == "stoic" and version["adapter_version"].startswith("stoic@")
+
+        raw = RawText(
+            message_id="fits", session_id="registers", text=question, params=GenerationParams(max_new_tokens=6)
+        )
+        asyncio.run(publish(s, [raw]))
+        answer = final_of(s, "fits", log)
+        assert answer.register == "stoic" and answer.adapter == "stoic", question
+        assert answer.adapter_version == version["adapter_version"]
+
+        assert cli(env, "register", "remove", "stoic", "--json")["removed"] is True
+        time.sleep(2)
+        again = raw.model_copy(update={"message_id": "fits-after-removal"})
+        asyncio.run(publish(s, [again]))
+        assert final_of(s, "fits-after-removal", log).register != "stoic"
+        assert worker.poll() is None, "the worker restarted or died"
     finally:
         use(None)
         if worker.poll() is None:

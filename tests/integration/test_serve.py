@@ -167,6 +167,12 @@ def test_models_list_the_adapters_with_the_base_model_as_parent(served):
     assert set(models) == {"scenestream", "poet", "logician", "body", "philosopher"}
     base = models["scenestream"].root
     assert base and all(models[r].parent == base for r in ("poet", "logician", "body", "philosopher"))
+    from scenestream.schemas.registers import catalogue
+
+    for name in ("poet", "logician", "body", "philosopher"):  # the adapter version each one serves, loaded here
+        about = models[name].model_extra["scenestream"]
+        assert about["adapter_version"] == catalogue()[name].adapter_version() == about["served_version"]
+        assert about["loaded"] is True and about["symbol"] == catalogue()[name].symbol
 
 
 def test_tenants_never_see_each_other(served):

@@ -84,7 +84,7 @@ def test_vllm_in_process_mixed_adapters_in_one_batch(settings, tmp_path):
 def _registers_change(engine, tmp_path):
     """Adapters published and removed while the engine runs: each version its own LoRA id, a removed adapter
     unloaded (its register answered by the base model)."""
-    from tests.weights import adapter_like
+    from scenestream.ops.bench_registers import adapter_version_folder as adapter_like
 
     shipped = dict(engine.adapters)
     prompt = PROMPTS[1][0]

@@ -66,7 +66,7 @@ def archive(monkeypatch):
 
     module.trace = trace
     module.history = lambda session, settings, since: [ROW] if session == "s" else []
-    module.replay = lambda session, settings, register, engine, since: [
+    module.replay = lambda session, settings, register, engine, since, versions: [
         {
             "scene_id": "sc1",
             "message_id": "m1",
@@ -103,4 +103,11 @@ def test_replay_json_is_one_array(archive):
     rows = json.loads(result.stdout)
     assert len(rows) == 1 and rows[0]["new"]["text"] == "Новая тишина." and rows[0]["new"]["replay_of"] == "m1"
     human = CliRunner().invoke(app, ["replay", "-s", "s"]).stdout.splitlines()
-    assert human == ["— m1: тишина и дрожь", "  old [poet]: Тишина.", "  new [poet/poet]: Новая тишина."]
+    assert human == ["— m1: тишина и дрожь", "  old [poet/?]: Тишина.", "  new [poet/poet]: Новая тишина."]
+
+
+def test_replay_with_a_forced_register_answers_with_todays_adapters_only(archive):
+    result = CliRunner().invoke(app, ["replay", "-s", "s", "--register", "poet", "--versions", "answered"])
+    assert result.exit_code == 2 and "--versions current" in result.output
+    result = CliRunner().invoke(app, ["replay", "-s", "s", "--versions", "yesterday"])
+    assert result.exit_code == 2
