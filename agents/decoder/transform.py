@@ -84,9 +84,10 @@ class _Answer:
         self.send(self.decoder.output(self.scene, piece, final=False, seq=seq))
 
     def final_text(self, raw: str, finish_reason: Optional[str]) -> str:
-        """The answer's text: cut at the model's next block; at the token limit, trimmed to its last complete
-        sentence (never shorter than what was streamed: then it stays unfinished)."""
-        text = clean_answer(raw)
+        """The answer's text: cut at the model's next block; stopped at a sentence end, without whatever began
+        after it (the start of the model's next block, held back from the stream too); at the token limit,
+        trimmed to its last complete sentence (never shorter than what was streamed: then it stays unfinished)."""
+        text = settled_answer(raw) if finish_reason == "sentence" else clean_answer(raw)
         if finish_reason == "length" and not finished(text):
             trimmed = trim_to_sentence(text)
             if trimmed and len(trimmed) >= len(self.sent):

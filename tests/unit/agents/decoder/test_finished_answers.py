@@ -116,3 +116,11 @@ def test_answer_applies_the_decoders_policy_to_any_request_the_base_models_too()
     ((gen, text),) = decoder.answer([request])
     assert gen.finish_reason == "length" and text == "One two three four. Five six seven eight nine ten."
     assert decoder.answer([]) == []
+
+
+def test_an_answer_stopped_at_a_sentence_end_never_keeps_the_start_of_a_stop_marker():
+    # the step that ends the sentence also begins the model's next block ("<scene ..."): the answer is
+    # stopped there, and its final text is the sentence, not the sentence and a stray "<"
+    out, partials = decode([" One", " two", " three.\n<", "scene", " register"], min_tokens=1, limit=80)
+    assert out.finish_reason == "sentence" and out.text == "One two three."
+    assert out.text.startswith("".join(p.text for p in partials))
