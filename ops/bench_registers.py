@@ -17,9 +17,6 @@ adapter, new weights each version):
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -66,6 +63,7 @@ def run_registers_bench(
     from scenestream.broker import EmbeddedBroker
     from scenestream.schemas.records import GenerationParams
     from scenestream.schemas.registers import SHIPPED, Catalogue, folders_from, use
+    from scenestream.serving import spawn_worker, stop_worker, worker_env
     from scenestream.settings import Settings
     from scenestream.topics import create_topics
     from scenestream.training.provision import provision
@@ -95,34 +93,20 @@ def run_registers_bench(
             broker=broker.url, topic_prefix="bench-reg-", app_id="bench-reg", data_dir=work / "data", memory=False
         )
         asyncio.run(create_topics(s))
-        env = dict(os.environ)
-        env.update(
-            SCENESTREAM_BROKER=s.broker,
-            SCENESTREAM_TOPIC_PREFIX=s.topic_prefix,
-            SCENESTREAM_APP_ID=s.app_id,
-            SCENESTREAM_DATA_DIR=str(s.data_dir),
+        env = worker_env(
+            s,
             SCENESTREAM_REGISTERS_PATH=str(user),
             SCENESTREAM_MEMORY="false",
             SCENESTREAM_ENGINE=engine,
             SCENESTREAM_LOG_LEVEL="INFO",
         )
         log = open(work / "worker.log", "w")  # noqa: SIM115 - the worker writes to it until stopped
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "scenestream", "run", "--stages", "tokenizer,scene,decoder"],
-            env=env,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
+        worker = spawn_worker("tokenizer,scene,decoder", env, log)
         report["worker_log"] = log.name
         try:
             report.update(asyncio.run(_measure(s, loads, rate, seconds, every, params, new_version, say)))
         finally:
-            os.killpg(worker.pid, signal.SIGTERM)
-            try:
-                worker.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
+            stop_worker(worker, 60)
             log.close()
             use(None)
     return report

@@ -21,7 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional
 
 
 @dataclass
@@ -84,3 +84,41 @@ def serve_process(
             proc.kill()
             proc.wait(10)
         log.close()
+
+
+def worker_env(settings: Any, **overrides: str) -> dict[str, str]:
+    """This process's environment with ``settings``' broker, topic prefix, app id and data folder, so a
+    ``scenestream run`` worker joins that stack; ``overrides`` (``SCENESTREAM_…`` names) on top."""
+    env = dict(os.environ)
+    env.update(
+        SCENESTREAM_BROKER=str(settings.broker),
+        SCENESTREAM_TOPIC_PREFIX=settings.topic_prefix,
+        SCENESTREAM_APP_ID=settings.app_id,
+        SCENESTREAM_DATA_DIR=str(settings.data_dir),
+    )
+    env.update(overrides)
+    return env
+
+
+def spawn_worker(stages: str, env: Mapping[str, str], log: Any) -> subprocess.Popen:
+    """``scenestream run --stages STAGES`` in its own process group (a SIGKILL of the group takes its engine's
+    process too), its output to the open file ``log`` (a pipe nobody reads would stall it)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "scenestream", "run", "--stages", stages],
+        env=dict(env),
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+
+
+def stop_worker(proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    """SIGTERM to the worker's process group, SIGKILL when it has not stopped within ``timeout`` s."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)

@@ -4,8 +4,6 @@ message, none is lost, and a message answered twice is seen as one accepted answ
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -15,21 +13,17 @@ from scenestream.client import produce, read_topic
 from scenestream.offline import scenes_for
 from scenestream.schemas import LoraOutput, decode
 from scenestream.schemas.records import GenerationParams, RawText
+from scenestream.serving import spawn_worker, worker_env
 from scenestream.topics import LORA_OUTPUTS, SCENES, create_topics
 from scenestream.training.provision import provision
 
-CLI = [sys.executable, "-m", "scenestream"]
 N = 30
 IN_FLIGHT = 20
 
 
 def worker(settings, engine, log):
-    env = dict(os.environ)
-    env.update(
-        SCENESTREAM_BROKER=settings.broker,
-        SCENESTREAM_TOPIC_PREFIX=settings.topic_prefix,
-        SCENESTREAM_APP_ID=settings.app_id,
-        SCENESTREAM_DATA_DIR=str(settings.data_dir),
+    env = worker_env(
+        settings,
         SCENESTREAM_MEMORY="false",
         SCENESTREAM_ENGINE=engine,
         SCENESTREAM_DECODER_MODE="continuous",
@@ -38,13 +32,7 @@ def worker(settings, engine, log):
         SCENESTREAM_LOG_LEVEL="INFO",
     )
     # its own process group: SIGKILL takes the worker and its engine's process at once, like a lost machine
-    return subprocess.Popen(
-        CLI + ["run", "--stages", "decoder"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=log,  # a file: a pipe nobody reads fills up and stalls the worker's logging
-        start_new_session=True,
-    )
+    return spawn_worker("decoder", env, log)
 
 
 def finals(settings):

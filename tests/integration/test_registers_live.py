@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,6 +18,7 @@ from scenestream.ops.bench_registers import adapter_version_folder as adapter_li
 from scenestream.schemas import LoraOutput, decode
 from scenestream.schemas.records import DeadLetter, GenerationParams, RawText
 from scenestream.schemas.registers import SHIPPED, Catalogue, folders_from, use, version_of
+from scenestream.serving import spawn_worker, stop_worker, worker_env
 from scenestream.topics import LORA_OUTPUTS, RAW_TEXT, create_topics
 from scenestream.training.provision import provision
 
@@ -36,12 +35,8 @@ en = "The stoic: calmly separates what is in our power from what is not."
 
 
 def env_of(settings, user: Path) -> dict:
-    env = dict(os.environ)
-    env.update(
-        SCENESTREAM_BROKER=settings.broker,
-        SCENESTREAM_TOPIC_PREFIX=settings.topic_prefix,
-        SCENESTREAM_APP_ID=settings.app_id,
-        SCENESTREAM_DATA_DIR=str(settings.data_dir),
+    return worker_env(
+        settings,
         SCENESTREAM_REGISTERS_PATH=str(user),
         SCENESTREAM_MEMORY="false",
         SCENESTREAM_ENGINE="transformers",
@@ -50,7 +45,6 @@ def env_of(settings, user: Path) -> dict:
         SCENESTREAM_ANSWER_MIN_TOKENS="0",
         SCENESTREAM_LOG_LEVEL="INFO",
     )
-    return env
 
 
 def cli(env: dict, *args: str, timeout: float = 120) -> dict:
@@ -118,9 +112,7 @@ def test_a_register_is_published_served_updated_and_removed_without_a_restart(se
     first = adapter_like(logician, user / "stoic-1", 1.5)
     env = env_of(s, user)
     log = open(tmp_path / "worker.log", "w")  # noqa: SIM115 - the worker writes to it until stopped
-    worker = subprocess.Popen(
-        CLI + ["run", "--stages", "tokenizer,scene,decoder"], env=env, stdout=log, stderr=log, start_new_session=True
-    )
+    worker = spawn_worker("tokenizer,scene,decoder", env, log)
     try:
         ask(s, "before", "logician")  # the stack is up and answering before anything changes
         assert final_of(s, "before", log).adapter == "logician"
@@ -153,12 +145,7 @@ def test_a_register_is_published_served_updated_and_removed_without_a_restart(se
         assert "register stoic now stoic@" in worker_log and "register stoic removed" in worker_log
     finally:
         use(None)
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGTERM)
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
+        stop_worker(worker)
         log.close()
 
 
@@ -173,9 +160,7 @@ def test_a_register_added_from_examples_is_routed_to_answered_and_removed(settin
     user.mkdir()
     env = {**env_of(s, user), "SCENESTREAM_SCENE_EMBEDDER": "e5"}
     log = open(tmp_path / "worker.log", "w")  # noqa: SIM115 - the worker writes to it until stopped
-    worker = subprocess.Popen(
-        CLI + ["run", "--stages", "tokenizer,scene,decoder"], env=env, stdout=log, stderr=log, start_new_session=True
-    )
+    worker = spawn_worker("tokenizer,scene,decoder", env, log)
     examples = Path(__file__).resolve().parent.parent / "data" / "stoic.jsonl"
     try:
         ask(s, "before-add", "poet")
@@ -208,10 +193,5 @@ def test_a_register_added_from_examples_is_routed_to_answered_and_removed(settin
         assert worker.poll() is None, "the worker restarted or died"
     finally:
         use(None)
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGTERM)
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
+        stop_worker(worker)
         log.close()

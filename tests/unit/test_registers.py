@@ -52,22 +52,10 @@ def restore():
 
 
 def scene(register: str = "body"):
-    from scenestream.schemas.records import Scene, SceneField
+    from tests.unit.agents.decoder.test_prompt_engines import scene as a_scene
 
-    return Scene(
-        scene_id="sc1",
-        message_id="m1",
-        session_id="s1",
-        text="Почему я не чувствую шаг в себе?",
-        lang="ru",
-        hypertokens=[],
-        linkage="дрожь·тишина·вход",
-        delta_code="Δ41",
-        field=SceneField(valence=-0.2, arousal=0.5, tension=0.6, rhythm="measured"),
-        registers=[RegisterWeight(name=register, weight=0.6), RegisterWeight(name="philosopher", weight=0.4)],
-        register=register,
-        ts_ms=0,
-    )
+    weights = [RegisterWeight(name=register, weight=0.6), RegisterWeight(name="philosopher", weight=0.4)]
+    return a_scene(register=register, registers=weights)
 
 
 def test_the_shipped_catalogue_declares_the_four_registers_in_order():
