@@ -7,8 +7,9 @@ adapter, new weights each version):
 
 * **load**: ``loads`` times, a new version of ``bench``'s adapter is published (``register publish``: copied
   into the adapter store, announced on the ``registers`` topic); from the moment it is sent, a message forcing
-  ``bench`` is published every 0.2 s until an answer comes back from the new version. Reported: publish → that
-  answer's first streamed piece, and → its final record (p50, max).
+  ``bench`` is published, and again each time its answer comes from an older version, one at a time, until an
+  answer comes back from the new version. Reported: publish → that answer's first streamed piece, and → its
+  final record (p50, max), and how many were asked.
 * **cycle**: ``rate`` requests/s of ordinary messages for ``seconds``, once quiet and once while ``bench`` is
   published (a new version) and removed in turn every ``every`` seconds; first token and answer p50/p99 of
   each, their ratio, and the requests that failed (dead-lettered or unanswered).
@@ -78,7 +79,8 @@ def run_registers_bench(
     user = work / "registers"
     user.mkdir()
     logician = Catalogue.load([SHIPPED])["logician"].adapter
-    params = GenerationParams(max_new_tokens=16)
+    # long enough that the answer streams before its end (the last 16 tokens are held back to a sentence end)
+    params = GenerationParams(max_new_tokens=48)
     report: dict = {"engine": engine, "loads": [], "max_new_tokens": params.max_new_tokens}
     versions = iter(range(1, 1000))
 
@@ -137,17 +139,14 @@ async def _measure(s, loads, rate, seconds, every, params, new_version, say) -> 
             await publish_change(s, change)
             asked: list[str] = []
             found = None
-            while found is None and time.time() - sent_at < 300:
+            while found is None and time.time() - sent_at < 300:  # one question at a time, asked again
                 record = raw_text(f"Load {i}: what is in our power?", session_id="bench-load", params=params)
                 record = record.model_copy(update={"force_register": "bench"})
                 await publish(s, [record])
                 asked.append(record.message_id)
-                await asyncio.sleep(0.2)
-                for mid in asked:
-                    got = watcher.seen.get(mid, {}).get("lora_output")
-                    if got is not None and got.final and got.adapter_version == change.adapter_version:
-                        found = (mid, got)
-                        break
+                got = (await watcher.wait(record.message_id, topic, timeout=300))["lora_output"]
+                if got.adapter_version == change.adapter_version:  # else: answered before the change was taken
+                    found = (record.message_id, got)
             if found is None:
                 raise TimeoutError(f"no answer from {change.adapter_version} within 300 s of publishing it")
             mid, answer = found
@@ -188,18 +187,21 @@ async def _measure(s, loads, rate, seconds, every, params, new_version, say) -> 
                     removed = not removed
                     changes += 1
 
+            async def producer() -> None:
+                start = time.time()
+                for i, record in enumerate(records):
+                    delay = start + i / rate - time.time()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    sent[record.message_id] = time.time()
+                    await publish(s, [record])
+
             churner = asyncio.create_task(cycle()) if churn else None
-            start = time.time()
-            for i, record in enumerate(records):
-                delay = start + i / rate - time.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                sent[record.message_id] = time.time()
-                await publish(s, [record])
-            if churner is not None:
-                churner.cancel()
+            feeding = asyncio.create_task(producer())
             first, full, failed = [], [], 0
-            for record in records:
+            for record in records:  # waited for while the others are still being sent: arrival times are real
+                while record.message_id not in sent:
+                    await asyncio.sleep(0.01)
                 try:
                     await watcher.wait(record.message_id, topic, timeout=300)
                 except Exception:  # a dead letter or no answer: a failed request
@@ -208,6 +210,9 @@ async def _measure(s, loads, rate, seconds, every, params, new_version, say) -> 
                 full.append((time.time() - sent[record.message_id]) * 1000)
                 if record.message_id in watcher.first_partial:
                     first.append((watcher.first_partial[record.message_id] - sent[record.message_id]) * 1000)
+            await feeding
+            if churner is not None:
+                churner.cancel()
             return {
                 "requests": n,
                 "failed": failed,
