@@ -153,6 +153,14 @@ class Settings(BaseSettings):
         description="Folder with one LoRA adapter folder per register. Unset: each register's own adapter "
         "folder (its file in the register catalogue says where).",
     )
+    voice_command: Optional[str] = Field(
+        None,
+        description="A local speech synthesizer of your own, run instead of espeak-ng for the answer's voice: a "
+        "command line that reads the text on stdin and writes a WAV to stdout, with the placeholders {lang} (ru "
+        "or en), {speed} (words a minute), {length_scale} (160 / speed: above 1 slower), {pitch} (0..99) and "
+        "{gap} filled from the scene's field, e.g. 'piper --model /voices/{lang}.onnx --length_scale "
+        "{length_scale} --output_file -'. Unset: espeak-ng.",
+    )
     registers_path: Optional[str] = Field(
         None,
         description="Folders of your own register files (one NAME.toml per register, the format of "

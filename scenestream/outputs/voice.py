@@ -11,7 +11,11 @@
 
 Needs Debian's ``espeak-ng`` (``apt-get install espeak-ng``; ``ops/install.sh``
 installs it when run as root); without it :func:`speak` raises
-:class:`SpeechUnavailable` — there is no other voice to fall back to. Ogg is
+:class:`SpeechUnavailable` — there is no other voice to fall back to. A better
+local voice the user has (Piper, RHVoice, …) replaces it through
+``SCENESTREAM_VOICE_COMMAND``: a command line reading the text on stdin and
+writing a WAV to stdout, with the field's pace and pitch in its placeholders
+(:func:`voice_command`). Ogg is
 encoded by libsndfile's Vorbis encoder through PyPI ``soundfile`` (its wheels
 bundle libsndfile), so nothing more is needed from Debian.
 
@@ -73,31 +77,76 @@ def voice_params(lang: str, field: SceneField | Mapping | None = None) -> dict:
     }
 
 
-def speak(text: str, lang: str, field: SceneField | Mapping | None = None, fmt: str = "wav") -> bytes:
-    """``text`` spoken in ``lang``, paced by ``field``, as ``fmt`` ("wav" or "ogg") bytes.
+PLACEHOLDERS = ("lang", "speed", "length_scale", "pitch", "gap")
 
-    Raises ValueError for an unknown format or a blank text, :class:`SpeechUnavailable` when espeak-ng (or,
-    for Ogg, soundfile) is missing, :class:`SpeechFailed` when espeak-ng fails.
+
+def voice_command(template: str, params: Mapping) -> list[str]:
+    """The argument list of a user's speech command (``SCENESTREAM_VOICE_COMMAND``) for the voice ``params``
+    (:func:`voice_params`): split like a shell line first, then each argument's placeholders filled, so a
+    value never becomes two arguments. ValueError naming an unknown placeholder."""
+    import shlex
+
+    values = {
+        "lang": params["voice"],
+        "speed": params["speed"],
+        "length_scale": round(PLAIN_SPEED / params["speed"], 3),
+        "pitch": params["pitch"],
+        "gap": params["gap"],
+    }
+    try:
+        return [part.format(**values) for part in shlex.split(template)]
+    except (KeyError, IndexError) as exc:
+        raise ValueError(
+            f"SCENESTREAM_VOICE_COMMAND has an unknown placeholder {exc}: it may use {', '.join(PLACEHOLDERS)}"
+        ) from None
+
+
+def speak(
+    text: str, lang: str, field: SceneField | Mapping | None = None, fmt: str = "wav", command: str | None = None
+) -> bytes:
+    """``text`` spoken in ``lang``, paced by ``field``, as ``fmt`` ("wav" or "ogg") bytes: by espeak-ng, or by
+    ``command`` (default: ``SCENESTREAM_VOICE_COMMAND``; see :func:`voice_command`) where one is set.
+
+    Raises ValueError for an unknown format or a blank text, :class:`SpeechUnavailable` when the synthesizer
+    (or, for Ogg, soundfile) is missing, :class:`SpeechFailed` when it fails.
     """
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
     if not text.strip():
         raise ValueError("nothing to speak: the text is blank")
-    program = require_speech(fmt)
+    if command is None:
+        from scenestream.settings import get_settings
+
+        command = get_settings().voice_command
     params = voice_params(lang, field)
+    if command:
+        argv = voice_command(command, params)
+        if shutil.which(argv[0]) is None:
+            raise SpeechUnavailable(f"SCENESTREAM_VOICE_COMMAND runs {argv[0]}, which is not on PATH")
+        if fmt == "ogg":
+            _soundfile()
+        return _synthesize(argv, text, fmt)
+    program = require_speech(fmt)
     # -b 1: the text is UTF-8
     options = {"-v": params["voice"], "-s": params["speed"], "-p": params["pitch"], "-g": params["gap"], "-b": 1}
     command = [program, *(str(part) for option in options.items() for part in option), "--stdin", "--stdout"]
+    return _synthesize(command, text, fmt)
+
+
+def _synthesize(command: list[str], text: str, fmt: str) -> bytes:
+    """Run a synthesizer that reads ``text`` on stdin and writes a WAV on stdout; the audio as ``fmt``."""
     try:
         # the text goes through stdin, so a text that starts with "-" is never read as an option
         done = subprocess.run(
             command, input=text.encode("utf-8"), capture_output=True, timeout=30 + len(text) / 100, check=False
         )
     except subprocess.TimeoutExpired as exc:
-        raise SpeechFailed(f"{ESPEAK} took longer than {exc.timeout:.0f} s") from exc
+        raise SpeechFailed(f"{command[0]} took longer than {exc.timeout:.0f} s") from exc
     if done.returncode != 0:
-        raise SpeechFailed(f"{ESPEAK} exited with {done.returncode}: {done.stderr.decode(errors='replace').strip()}")
-    wav = _sized_wav(done.stdout)
+        raise SpeechFailed(
+            f"{command[0]} exited with {done.returncode}: {done.stderr.decode(errors='replace').strip()}"
+        )
+    wav = _sized_wav(done.stdout, command[0])
     return wav if fmt == "wav" else _ogg_vorbis(wav)
 
 
@@ -109,6 +158,17 @@ def require_speech(fmt: str = "wav") -> str:
     """
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
+    from scenestream.settings import get_settings
+
+    custom = get_settings().voice_command
+    if custom:  # the user's own synthesizer speaks instead of espeak-ng
+        name = voice_command(custom, voice_params("en"))[0]
+        program = shutil.which(name)
+        if program is None:
+            raise SpeechUnavailable(f"SCENESTREAM_VOICE_COMMAND runs {name}, which is not on PATH")
+        if fmt == "ogg":
+            _soundfile()
+        return program
     program = shutil.which(ESPEAK)
     if program is None:
         raise SpeechUnavailable(f"speech needs {ESPEAK}, which is not on PATH: apt-get install espeak-ng")
@@ -122,15 +182,15 @@ def speak_answer(output: LoraOutput, scene: Scene, fmt: str = "wav") -> bytes:
     return speak(output.text, scene.lang, scene.field, fmt)
 
 
-def _sized_wav(stream: bytes) -> bytes:
-    """espeak-ng's ``--stdout`` WAV with true sizes.
+def _sized_wav(stream: bytes, program: str = ESPEAK) -> bytes:
+    """A synthesizer's WAV on stdout with true sizes.
 
     Writing to a pipe, espeak-ng cannot seek back to its header, so the RIFF and data sizes there are
     placeholders (about 2 GiB): readers would take the file for 12 hours of sound. The samples are the rest
     of the stream after the data chunk's header; they are written again under a correct header.
     """
     if stream[:4] != b"RIFF" or stream[8:12] != b"WAVE":
-        raise SpeechFailed(f"{ESPEAK} wrote no WAV ({len(stream)} bytes, starting {stream[:12]!r})")
+        raise SpeechFailed(f"{program} wrote no WAV ({len(stream)} bytes, starting {stream[:12]!r})")
     pos, fmt, samples = 12, None, None
     while pos + 8 <= len(stream):
         chunk, size = struct.unpack("<4sI", stream[pos : pos + 8])
@@ -141,10 +201,10 @@ def _sized_wav(stream: bytes) -> bytes:
             fmt = struct.unpack("<HHIIHH", stream[pos + 8 : pos + 24])
         pos += 8 + size + (size & 1)
     if fmt is None or samples is None:
-        raise SpeechFailed(f"{ESPEAK}'s WAV has no {'fmt' if fmt is None else 'data'} chunk")
+        raise SpeechFailed(f"{program}'s WAV has no {'fmt' if fmt is None else 'data'} chunk")
     encoding, channels, rate, _, align, bits = fmt
     if encoding != 1 or bits % 8 or not align:
-        raise SpeechFailed(f"{ESPEAK}'s WAV is not integer PCM (format {encoding}, {bits} bits)")
+        raise SpeechFailed(f"{program}'s WAV is not integer PCM (format {encoding}, {bits} bits)")
     out = io.BytesIO()
     with wave.open(out, "wb") as wav:
         wav.setnchannels(channels)

@@ -132,3 +132,35 @@ def test_missing_espeak_says_how_to_install_it(monkeypatch, tmp_path):
     with pytest.raises(SpeechUnavailable, match="apt-get install espeak-ng") as caught:
         speak(EN, "en")
     assert isinstance(caught.value, RuntimeError)
+
+
+# --- a voice of the user's own (SCENESTREAM_VOICE_COMMAND) ---------------------------------------------------
+
+
+def test_a_voice_command_gets_the_fields_pace_in_its_placeholders():
+    from scenestream.outputs.voice import voice_command, voice_params
+
+    params = voice_params("ru", field(arousal=0.95))
+    argv = voice_command("piper --model '/my voices/{lang}.onnx' --length_scale {length_scale} -s {speed}", params)
+    assert argv[:3] == ["piper", "--model", "/my voices/ru.onnx"]  # one argument, spaces and all
+    assert float(argv[4]) == pytest.approx(160 / params["speed"], abs=1e-3) and float(argv[4]) < 1  # faster
+    assert argv[-1] == str(params["speed"])
+    with pytest.raises(ValueError, match="unknown placeholder 'volume'.*lang, speed"):
+        voice_command("piper --volume {volume}", params)
+
+
+def test_a_configured_synthesizer_speaks_instead_of_espeak_and_follows_the_field():
+    own = "espeak-ng -v {lang} -s {speed} -p {pitch} -g {gap} --stdin --stdout"  # any program that writes a WAV
+    calm = wav_info(speak(EN, "en", field(arousal=0.05), command=own))[3]
+    aroused = wav_info(speak(EN, "en", field(arousal=0.95), command=own))[3]
+    assert aroused < 0.85 * calm
+    assert speak(EN, "en", field(), fmt="ogg", command=own)[:4] == b"OggS"
+
+
+def test_a_configured_synthesizer_that_is_missing_or_fails_says_so():
+    from scenestream.outputs.voice import SpeechFailed, SpeechUnavailable
+
+    with pytest.raises(SpeechUnavailable, match="no-such-synthesizer"):
+        speak(EN, "en", field(), command="no-such-synthesizer --lang {lang}")
+    with pytest.raises(SpeechFailed, match="false exited with 1"):
+        speak(EN, "en", field(), command="false")
