@@ -109,6 +109,18 @@ def history(session: str, settings: Settings, since_ms: Optional[int] = None) ->
 VERSIONS = ("current", "answered", "both")
 
 
+def readable(row: dict) -> dict:
+    """An archived scene as a :class:`Scene` can be read from it today: its ranked registers without those the
+    catalogue no longer holds (removed since; a record's names are checked against the catalogue in use). Its
+    own ``register`` stays what it was: a replay answers it with the base model when its adapter is gone."""
+    from scenestream.schemas.registers import catalogue
+
+    known = catalogue()
+    ranked = row.get("registers") or []
+    kept = [w for w in ranked if isinstance(w, dict) and w.get("name") in known]
+    return row if len(kept) == len(ranked) else {**row, "registers": kept}
+
+
 def replay(
     session: str,
     settings: Settings,
@@ -134,7 +146,7 @@ def replay(
         raise LookupError(f"no archived scenes for session {session!r}")
     scenes = []
     for row in rows:
-        scene = Scene.model_validate(row)
+        scene = Scene.model_validate(readable(row))
         scenes.append(
             scene.model_copy(update={"replay_of": scene.message_id, "force_register": register or scene.force_register})
         )

@@ -217,3 +217,18 @@ def test_a_change_is_applied_only_with_the_weights_it_announces(user_folder, tmp
         applied(shipped, change.model_copy(update={"name": "cynic"}))
     with pytest.raises(ValueError, match="needs its file"):
         RegisterChange(name="stoic")
+
+
+def test_an_archived_scene_stays_readable_after_one_of_its_registers_is_removed(user_folder, restore):
+    from scenestream.audit import readable
+    from scenestream.schemas.codec import to_jsonable
+
+    use(Catalogue.load(folders_from(str(user_folder))))
+    row = to_jsonable(scene("stoic"))  # archived while the stoic register existed
+    use(Catalogue.load([SHIPPED]))
+    with pytest.raises(ValueError, match="unknown register 'stoic'"):
+        Scene.model_validate(row)
+    again = Scene.model_validate(readable(row))
+    assert again.register == "stoic" and [w.name for w in again.registers] == ["philosopher"]
+    shipped_row = to_jsonable(scene("body"))
+    assert readable(shipped_row) is shipped_row
