@@ -136,10 +136,31 @@ class RegisterWatcher:
         self.listeners = list(listeners)
         self.applied = 0
 
+    async def report(self) -> None:
+        """Send what the listeners that serve adapters serve now to ``decoder-status`` (one record per worker)."""
+        import os
+        import socket
+
+        from scenestream.client import produce
+        from scenestream.schemas.records import DecoderStatus
+        from scenestream.topics import DECODER_STATUS
+
+        for listener in self.listeners:
+            loaded = getattr(listener, "loaded", None)
+            if not callable(loaded):
+                continue
+            engine = getattr(getattr(getattr(listener, "decoder", None), "engine", None), "name", "?")
+            status = DecoderStatus(worker=f"{socket.gethostname()}:{os.getpid()}", engine=engine, adapters=loaded())
+            try:
+                await produce(self.settings, DECODER_STATUS, [status])
+            except Exception as exc:  # the status is a report: the stage goes on without it
+                log.warning("the decoder status was not sent: %s", exc)
+
     async def run(self) -> None:
         from scenestream.client import read_topics
         from scenestream.topics import REGISTER_CHANGES
 
+        await self.report()
         topic = REGISTER_CHANGES.full_name(self.settings)
         async for record in read_topics(self.settings, [topic], follow=True):
             try:
@@ -166,6 +187,39 @@ class RegisterWatcher:
                 await asyncio.to_thread(listener.registers_changed, new)
             except Exception:
                 log.exception("%s could not take the change of register %s", type(listener).__name__, change.name)
+        await self.report()
+
+
+async def stack_catalogue(settings: Settings) -> Catalogue:
+    """This process's catalogue with every change on the stack's ``registers`` topic made, as its workers have
+    it (a change that cannot be made here is left out, as a worker leaves it out)."""
+    from scenestream.client import read_topics
+    from scenestream.topics import REGISTER_CHANGES
+
+    registers = catalogue()
+    async for record in read_topics(settings, [REGISTER_CHANGES.full_name(settings)]):
+        try:
+            registers = applied(registers, decode(record.value, RegisterChange))
+        except (SchemaError, CatalogueError) as exc:
+            log.warning("register change at offset %s left out: %s", record.offset, exc)
+    return registers
+
+
+async def decoder_statuses(settings: Settings) -> list:
+    """The latest :class:`DecoderStatus` of every decoder worker that reported one (a stopped worker's stays,
+    with its time)."""
+    from scenestream.client import read_topics
+    from scenestream.schemas.records import DecoderStatus
+    from scenestream.topics import DECODER_STATUS
+
+    latest: dict[str, Any] = {}
+    async for record in read_topics(settings, [DECODER_STATUS.full_name(settings)]):
+        try:
+            status = decode(record.value, DecoderStatus)
+        except SchemaError:
+            continue
+        latest[status.worker] = status
+    return sorted(latest.values(), key=lambda s: s.worker)
 
 
 def watch(app: Any, settings: Settings, handlers: Iterable[Any]) -> None:

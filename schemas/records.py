@@ -289,6 +289,17 @@ class RegisterChange(Record):
         return self
 
 
+class DecoderStatus(Record):
+    """decoder-status (compacted, keyed by worker): the adapters one decoder worker serves now, by register,
+    each with its version; sent when the worker starts and after every register change it takes."""
+
+    kind: ClassVar[str] = "decoder_status"
+    worker: str = Field(min_length=1, max_length=256)
+    engine: str
+    adapters: dict[str, str] = Field(default_factory=dict)  # register → adapter version ("" where not known)
+    ts_ms: int = Field(default_factory=now_ms)
+
+
 class DeadLetter(Record):
     """``<topic>.dlq``: what a stage could not handle, with the original bytes.
 

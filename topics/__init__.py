@@ -13,6 +13,7 @@ from typing import Iterable, Optional
 from scenestream.schemas.records import (
     Cancel,
     DeadLetter,
+    DecoderStatus,
     LoraOutput,
     MemoryEvent,
     RawText,
@@ -83,7 +84,26 @@ REGISTER_CHANGES = TopicDecl(
     doc="register catalogue changes by name (`scenestream register publish|remove`; read whole by every decoder "
     "and scene builder, the latest change of each register kept)",
 )
-PIPELINE: tuple[TopicDecl, ...] = (RAW_TEXT, TOKENS, SCENES, LORA_OUTPUTS, MEMORY_EVENTS, CONTROL, REGISTER_CHANGES)
+DECODER_STATUS = TopicDecl(
+    "decoder-status",
+    DecoderStatus,
+    key="worker",
+    partitions=1,
+    retention_hours=24 * 365,
+    compacted=True,
+    has_dlq=False,
+    doc="the adapters each decoder worker serves, by worker (the latest of each kept; `scenestream register list`)",
+)
+PIPELINE: tuple[TopicDecl, ...] = (
+    RAW_TEXT,
+    TOKENS,
+    SCENES,
+    LORA_OUTPUTS,
+    MEMORY_EVENTS,
+    CONTROL,
+    REGISTER_CHANGES,
+    DECODER_STATUS,
+)
 BY_NAME = {decl.name: decl for decl in PIPELINE}
 
 

@@ -69,6 +69,12 @@ class DecodeScene:
             raise RuntimeError(f"the {self.decoder.engine.name} engine cannot change its adapters while running")
         sync(adapters_in(self.decoder.settings))
 
+    def loaded(self) -> dict[str, str]:
+        """The adapters the engine serves now: register → adapter version ("" where the engine cannot tell)."""
+        engine = self.decoder.engine
+        versions = getattr(engine, "versions", None) or {}
+        return {name: versions.get(name, "") for name in engine.adapters}
+
     def close(self) -> None:
         """Nothing of its own: the engine and its loop are the runtime's to close."""
 

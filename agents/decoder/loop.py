@@ -244,7 +244,25 @@ class BatchLoop(_FlagAbort, _Loop):
     def __init__(self, engine: Any, max_batch: int) -> None:
         self.max_batch = max_batch
         self.waiting: list[Job] = []
+        # submitted and not yet in a batch: an abort finishes these at once, from the aborting thread, rather
+        # than when the batch being generated ends (which on a busy CPU may be a minute away)
+        self.pending: dict[str, Job] = {}
+        self.lock = threading.Lock()
         super().__init__(engine)
+
+    def submit(self, job: Job) -> None:
+        with self.lock:
+            self.pending[job.id] = job
+        super().submit(job)
+
+    def abort(self, job_id: str) -> None:
+        with self.lock:
+            job = self.pending.pop(job_id, None)
+        if job is None:  # in the batch being generated (or gone): flagged, its next piece stops it
+            super().abort(job_id)
+            return
+        job.cancelled = True
+        job.finish(self.engine.adapters, "cancelled")
 
     def _run(self) -> None:
         while not self.closed:
@@ -258,11 +276,15 @@ class BatchLoop(_FlagAbort, _Loop):
                     self.jobs[item].cancelled = True  # honoured when its batch ends
             batch = [job for job in self.waiting[: self.max_batch]]
             self.waiting = self.waiting[self.max_batch :]
+            with self.lock:  # taken into the batch: from now on an abort is a flag
+                batch = [job for job in batch if self.pending.pop(job.id, None) is not None]
             live = [job for job in batch if not job.cancelled]
             for job in batch:
                 if job.cancelled:
-                    self.jobs.pop(job.id, None)
                     job.finish(self.engine.adapters, "cancelled")
+            for job in list(self.jobs.values()):
+                if job.done:  # finished by an abort while it waited
+                    self.jobs.pop(job.id, None)
             if not live:
                 continue
             started = time.perf_counter()

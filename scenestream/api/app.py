@@ -436,12 +436,22 @@ def create_app(settings: Optional[Settings] = None, service: Optional[Service] =
     async def models(request: Request, tenant: str = Depends(auth)) -> dict:
         """`scenestream` and one model per register of the catalogue, the base model as parent and root; each
         register's model carries a ``scenestream`` object: its adapter version, and whether the decoder of this
-        process has it loaded (None in a gateway whose decoders run elsewhere)."""
+        process has it loaded; in a gateway whose decoders run elsewhere, which decoder workers serve it and which
+        version each (``served_by``, from their reports on the decoder-status topic)."""
         api = the_api(request)
         service = api.service
         base = service.base_model_name() if service else "base"
         created = int(service.started_at if service else time.time())
         about = {row["register"]: row for row in service.registers()} if service else {}
+        if any(row["loaded"] is None for row in about.values()):  # a gateway: the decoders report elsewhere
+            from scenestream.registry import decoder_statuses
+
+            statuses = await decoder_statuses(api.gateway().settings)
+            for name, row in about.items():
+                serving = [
+                    {"worker": s.worker, "version": s.adapters[name] or None} for s in statuses if name in s.adapters
+                ]
+                row.update(loaded=bool(serving), served_by=serving)
         ids = [(SCENESTREAM_MODEL, None)] + [(r, base) for r in about]  # every register: its model forces it
         data = [
             {

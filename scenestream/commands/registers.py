@@ -22,9 +22,10 @@ register_app = typer.Typer(
 )
 
 
-def describe(settings) -> list[dict]:
+def describe(settings, statuses: Optional[list] = None) -> list[dict]:
     """Each register of the catalogue as a JSON-able dict: its declaration, its adapter folder as the decoder
-    looks it up (``SCENESTREAM_ADAPTERS_DIR`` first) and that adapter's version."""
+    looks it up (``SCENESTREAM_ADAPTERS_DIR`` first), that adapter's version, and with ``statuses`` (the
+    decoders' :class:`DecoderStatus` records) the decoders that serve it and which version each serves."""
     from scenestream.schemas.registers import CatalogueError, catalogue
 
     rows = []
@@ -46,6 +47,13 @@ def describe(settings) -> list[dict]:
                 "adapter": str(folder) if folder else None,
                 "adapter_version": version,
                 "problem": problem,
+                "decoders": None
+                if statuses is None
+                else [
+                    {"worker": s.worker, "engine": s.engine, "version": s.adapters[decl.name] or None, "ts_ms": s.ts_ms}
+                    for s in statuses
+                    if decl.name in s.adapters
+                ],
                 "decoder_examples": [str(p) for p in decl.decoder_examples],
                 "router_examples": [str(p) for p in decl.router_examples],
             }
@@ -56,23 +64,39 @@ def describe(settings) -> list[dict]:
 @register_app.command("list")
 def register_list(as_json: bool = json_option()) -> None:
     """Every register of the catalogue, in order: its symbol, the file that declares it, its adapter folder and
-    the adapter's version (name@content hash of its weights; none: answered by the base model)."""
+    the adapter's version (name@content hash of its weights; none: answered by the base model); with a stack
+    running (this machine's, or SCENESTREAM_BROKER), the decoder workers that serve it and the version each
+    serves, from what they report on the decoder-status topic (a stopped worker's last report stays), and the
+    registers as that stack has them (published and removed ones included)."""
+    import asyncio
+
     from rich.table import Table
 
-    from scenestream.schemas.registers import CatalogueError
+    from scenestream.broker import reachable
+    from scenestream.registry import decoder_statuses, stack_catalogue
+    from scenestream.schemas.registers import CatalogueError, use
 
+    settings = get_settings()
     try:
-        rows = describe(get_settings())
+        stack = reachable(settings)
+        statuses = None
+        if stack is not None:  # the registers as the running stack has them, and who serves each
+            use(asyncio.run(stack_catalogue(stack)))
+            statuses = asyncio.run(decoder_statuses(stack))
+        rows = describe(settings, statuses)
     except CatalogueError as exc:
         fail(str(exc))
     if as_json:
         print_json(rows)
         return
-    table = Table("register", "symbol", "adapter version", "declared in", "description (en)")
+    table = Table("register", "symbol", "adapter version", "served by", "declared in")
     for row in rows:
-        table.add_row(
-            row["name"], row["symbol"], row["adapter_version"] or "none", row["file"], row["description"]["en"]
+        served = (
+            "no stack running"
+            if row["decoders"] is None
+            else "\n".join(f"{d['worker']} ({d['version'] or '?'})" for d in row["decoders"]) or "no decoder"
         )
+        table.add_row(row["name"], row["symbol"], row["adapter_version"] or "none", served, row["file"])
     print_human(table)
 
 

@@ -53,6 +53,20 @@ def cli(env: dict, *args: str, timeout: float = 120) -> dict:
     return json.loads(done.stdout)
 
 
+def served(settings, name: str, version, timeout: float = 120.0) -> None:
+    """Until the stack's one decoder worker reports it serves ``version`` of register ``name`` (None: not at
+    all); a change is taken asynchronously, and a question asked before may be answered by the version before."""
+    from scenestream.registry import decoder_statuses
+
+    deadline = time.monotonic() + timeout
+    while True:
+        (status,) = asyncio.run(decoder_statuses(settings))
+        if status.adapters.get(name) == version:
+            return
+        assert time.monotonic() < deadline, f"the worker serves {status.adapters.get(name)} of {name}, not {version}"
+        time.sleep(0.5)
+
+
 def final_of(settings, message_id: str, log, timeout: float = 180.0) -> LoraOutput:
     async def read():
         async for record in read_topic(settings, LORA_OUTPUTS.full_name(settings)):
@@ -120,23 +134,30 @@ def test_a_register_is_published_served_updated_and_removed_without_a_restart(se
         (user / "stoic.toml").write_text(STOIC.format(adapter="stoic-1"), encoding="utf-8")
         change = cli(env, "register", "publish", "stoic", "--json")
         assert change["adapter_version"] == version_of("stoic", first)
+        served(s, "stoic", change["adapter_version"])
         use(Catalogue.load(folders_from(str(user))))  # this process asks for the new register by name too
         ask(s, "stoic-1", "stoic")
         answer = final_of(s, "stoic-1", log)
         assert answer.register == "stoic" and answer.adapter == "stoic" and answer.text.strip()
         assert answer.adapter_version == version_of("stoic", first) and answer.symbol == "🏛"
+        listed = {row["name"]: row for row in cli(env, "register", "list", "--json")}
+        (serving,) = listed["stoic"]["decoders"]  # the worker says it serves that version now
+        assert serving["version"] == answer.adapter_version and serving["engine"] == "transformers"
+        assert [d["version"] for d in listed["poet"]["decoders"]] == [listed["poet"]["adapter_version"]]
 
         second = adapter_like(logician, user / "stoic-2", 0.5)  # new weights: a new version, a new folder
         (user / "stoic.toml").write_text(STOIC.format(adapter="stoic-2"), encoding="utf-8")
         assert cli(env, "register", "publish", "stoic", "--json")["adapter_version"] == version_of("stoic", second)
+        served(s, "stoic", version_of("stoic", second))
         ask(s, "stoic-2", "stoic")
         assert final_of(s, "stoic-2", log).adapter_version == version_of("stoic", second) != answer.adapter_version
 
         assert cli(env, "register", "remove", "stoic", "--json")["removed"] is True
-        time.sleep(2)  # the worker follows the change (it is read as it comes)
+        served(s, "stoic", None)
         ask(s, "stoic-gone", "stoic")
         letter = dead_letter_of(s, "stoic-gone")
         assert "unknown register 'stoic'" in letter.reason
+        assert "stoic" not in {row["name"] for row in cli(env, "register", "list", "--json")}  # as the stack has it
         ask(s, "after", "poet")  # no failed request around the change: the others are still answered
         assert final_of(s, "after", log).adapter == "poet"
         assert worker.poll() is None, "the worker restarted or died"
@@ -176,6 +197,7 @@ def test_a_register_added_from_examples_is_routed_to_answered_and_removed(settin
         version = json.loads(subprocess.run(CLI + ["register", "list", "--json"], env=env, capture_output=True,
                                             text=True, check=True).stdout)[-1]  # fmt: skip
         assert version["name"] == "stoic" and version["adapter_version"].startswith("stoic@")
+        served(s, "stoic", version["adapter_version"])  # the worker took it (and the scene builder its head)
 
         raw = RawText(
             message_id="fits", session_id="registers", text=question, params=GenerationParams(max_new_tokens=6)
@@ -186,7 +208,7 @@ def test_a_register_added_from_examples_is_routed_to_answered_and_removed(settin
         assert answer.adapter_version == version["adapter_version"]
 
         assert cli(env, "register", "remove", "stoic", "--json")["removed"] is True
-        time.sleep(2)
+        served(s, "stoic", None)
         again = raw.model_copy(update={"message_id": "fits-after-removal"})
         asyncio.run(publish(s, [again]))
         assert final_of(s, "fits-after-removal", log).register != "stoic"

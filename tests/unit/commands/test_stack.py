@@ -29,9 +29,9 @@ def test_topics_list_json_is_one_document():
     topics = json.loads(result.stdout)
     assert [t["name"] for t in topics][:2] == ["raw-text", "tokens"]
     assert all(t["dlq"] in (t["name"] + ".dlq", None) and t["partitions"] >= 1 for t in topics)
-    # cancel records and register changes come from scenestream's own commands: nothing to refuse
-    assert [t["name"] for t in topics if t["dlq"] is None] == ["control", "registers"]
-    assert [t["name"] for t in topics if t["compacted"]] == ["registers"]  # the latest change of each register
+    # cancel records, register changes and decoder reports come from scenestream itself: nothing to refuse
+    assert [t["name"] for t in topics if t["dlq"] is None] == ["control", "registers", "decoder-status"]
+    assert [t["name"] for t in topics if t["compacted"]] == ["registers", "decoder-status"]  # the latest of each
     human = CliRunner().invoke(app, ["topics", "list"]).stdout.splitlines()
     assert len(human) == len(topics) and human[0].startswith("raw-text")
 
