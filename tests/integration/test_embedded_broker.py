@@ -178,6 +178,10 @@ def test_reading_from_the_beginning_reads_every_record_each_time(broker):
             for name in names:
                 for k in range(8):
                     await (await producer.send(name, key=str(k).encode(), value=b"%d" % k))
+                # and batches of several records: Tansu reports a partition's end as its last batch's first
+                # offset + 1, and a reader cutting at that end lost the rest of the batch
+                sent = [await producer.send(name, key=b"same", value=b"batched %d" % k) for k in range(5)]
+                await asyncio.gather(*sent)
         finally:
             await producer.stop()
 
@@ -185,4 +189,4 @@ def test_reading_from_the_beginning_reads_every_record_each_time(broker):
         return len([r async for r in read_topics(settings, [*names, "no-such-topic"])])
 
     asyncio.run(fill())
-    assert [asyncio.run(count()) for _ in range(12)] == [24] * 12
+    assert [asyncio.run(count()) for _ in range(12)] == [39] * 12
