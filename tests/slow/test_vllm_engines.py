@@ -13,6 +13,7 @@ import pytest
 
 from scenestream.agents.decoder.engines import OpenAIEngine, Request, adapters_in, vllm_available
 from scenestream.broker import free_port
+from scenestream.ops.bench_registers import adapter_version_folder as adapter_like
 from scenestream.settings import Settings
 from scenestream.training.provision import provision
 
@@ -84,7 +85,6 @@ def test_vllm_in_process_mixed_adapters_in_one_batch(settings, tmp_path):
 def _registers_change(engine, tmp_path):
     """Adapters published and removed while the engine runs: each version its own LoRA id, a removed adapter
     unloaded (its register answered by the base model)."""
-    from scenestream.ops.bench_registers import adapter_version_folder as adapter_like
 
     shipped = dict(engine.adapters)
     prompt = PROMPTS[1][0]
@@ -188,7 +188,9 @@ def test_openai_engine_against_vllm_serve(settings, tmp_path):
             *[f"{name}={path}" for name, path in adapters.items()],
         ]
     log = open(tmp_path / "vllm.log", "w")
-    server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+    # the server's runtime LoRA endpoints (/v1/load_lora_adapter, /v1/unload_lora_adapter) are on with this
+    env = {**os.environ, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}
+    server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.monotonic() + 240
         while True:
@@ -203,6 +205,15 @@ def test_openai_engine_against_vllm_serve(settings, tmp_path):
         assert set(engine.adapters) == set(adapters)
         generations, pieces = _streamed(engine)
         _check(generations, engine.adapters, pieces)
+        if adapters:  # a register published while the server runs, then removed: loaded and unloaded there
+            stoic = adapter_like(adapters["logician"], tmp_path / "stoic", 3.0)
+            engine.sync_adapters({**adapters, "stoic": stoic})
+            assert "stoic" in {m.id for m in engine.client.models.list().data}
+            answered = engine.generate([Request(PROMPTS[1][0], "stoic")])[0]
+            assert answered.adapter == "stoic" and answered.completion_tokens > 0
+            engine.sync_adapters(adapters)
+            assert "stoic" not in {m.id for m in engine.client.models.list().data}
+            assert engine.generate([Request(PROMPTS[1][0], "stoic")])[0].adapter == "base"
     finally:
         server.terminate()
         try:
