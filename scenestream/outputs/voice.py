@@ -110,23 +110,13 @@ def speak(
     Raises ValueError for an unknown format or a blank text, :class:`SpeechUnavailable` when the synthesizer
     (or, for Ogg, soundfile) is missing, :class:`SpeechFailed` when it fails.
     """
-    if fmt not in FORMATS:
-        raise ValueError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
     if not text.strip():
         raise ValueError("nothing to speak: the text is blank")
-    if command is None:
-        from scenestream.settings import get_settings
-
-        command = get_settings().voice_command
+    command = _voice_command_setting() if command is None else command
+    program = require_speech(fmt, command)
     params = voice_params(lang, field)
     if command:
-        argv = voice_command(command, params)
-        if shutil.which(argv[0]) is None:
-            raise SpeechUnavailable(f"SCENESTREAM_VOICE_COMMAND runs {argv[0]}, which is not on PATH")
-        if fmt == "ogg":
-            _soundfile()
-        return _synthesize(argv, text, fmt)
-    program = require_speech(fmt)
+        return _synthesize([program, *voice_command(command, params)[1:]], text, fmt)
     # -b 1: the text is UTF-8
     options = {"-v": params["voice"], "-s": params["speed"], "-p": params["pitch"], "-g": params["gap"], "-b": 1}
     command = [program, *(str(part) for option in options.items() for part in option), "--stdin", "--stdout"]
@@ -150,28 +140,31 @@ def _synthesize(command: list[str], text: str, fmt: str) -> bytes:
     return wav if fmt == "wav" else _ogg_vorbis(wav)
 
 
-def require_speech(fmt: str = "wav") -> str:
-    """The path of espeak-ng, once it is known that ``fmt`` ("wav" or "ogg") can be spoken on this machine.
+def _voice_command_setting() -> str | None:
+    from scenestream.settings import get_settings
+
+    return get_settings().voice_command
+
+
+def require_speech(fmt: str = "wav", command: str | None = None) -> str:
+    """The path of the synthesizer (espeak-ng, or the program of ``command``, by default of
+    ``SCENESTREAM_VOICE_COMMAND``), once it is known that ``fmt`` ("wav" or "ogg") can be spoken on this machine.
 
     Cheap (no speech): callers check it before long work whose result they mean to speak. Raises ValueError
     for an unknown format, :class:`SpeechUnavailable` naming what to install.
     """
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
-    from scenestream.settings import get_settings
-
-    custom = get_settings().voice_command
-    if custom:  # the user's own synthesizer speaks instead of espeak-ng
-        name = voice_command(custom, voice_params("en"))[0]
+    command = _voice_command_setting() if command is None else command
+    if command:  # the user's own synthesizer speaks instead of espeak-ng
+        name = voice_command(command, voice_params("en"))[0]
         program = shutil.which(name)
         if program is None:
             raise SpeechUnavailable(f"SCENESTREAM_VOICE_COMMAND runs {name}, which is not on PATH")
-        if fmt == "ogg":
-            _soundfile()
-        return program
-    program = shutil.which(ESPEAK)
-    if program is None:
-        raise SpeechUnavailable(f"speech needs {ESPEAK}, which is not on PATH: apt-get install espeak-ng")
+    else:
+        program = shutil.which(ESPEAK)
+        if program is None:
+            raise SpeechUnavailable(f"speech needs {ESPEAK}, which is not on PATH: apt-get install espeak-ng")
     if fmt == "ogg":
         _soundfile()
     return program
