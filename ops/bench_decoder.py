@@ -602,7 +602,7 @@ def run_e2e_bench(
     from scenestream.agents.decoder.engines import choose_engine_name
     from scenestream.ask import ask_once
     from scenestream.broker import broker_for
-    from scenestream.client import Watcher, publish, raw_text
+    from scenestream.client import Watcher, publish, publish_paced, raw_text
     from scenestream.runtime import running_worker, select_stages
     from scenestream.topics import LORA_OUTPUTS, RAW_TEXT, SCENES, TOKENS
     from scenestream.training.examples import load_examples
@@ -626,17 +626,8 @@ def run_e2e_bench(
         sent: dict[str, float] = {}
         records = [raw_text(texts[i % len(texts)], session_id=f"e2e-{i % 8}") for i in range(n)]
 
-        async def producer():
-            start = time.time()
-            for i, record in enumerate(records):
-                delay = start + i / rate - time.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                sent[record.message_id] = time.time()
-                await publish(s, [record.model_copy(update={"ts_ms": int(sent[record.message_id] * 1000)})])
-
         started = time.time()
-        task = asyncio.create_task(producer())
+        task = asyncio.create_task(publish_paced(s, records, rate, sent, stamp=True))
         first, full, pieces, queue, tokens = [], [], [], [], 0
         for record in records:
             got = await watcher.wait(record.message_id, LORA_OUTPUTS.full_name(s), timeout=600)

@@ -22,7 +22,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
+
+from scenestream.ops.bench_continuous import _pct
 
 STOIC = """name = "bench"
 symbol = "◇"
@@ -32,11 +34,6 @@ adapter = "{adapter}"
 ru = "Регистр замера: веса логика, умноженные на число."
 en = "The benchmark's register: the logician's weights, scaled."
 """
-
-
-def _pct(values: Sequence[float], q: float) -> Optional[float]:
-    values = sorted(values)
-    return round(values[min(len(values) - 1, int(q * len(values)))], 1) if values else None
 
 
 def adapter_version_folder(source: Path, folder: Path, scale: float) -> Path:
@@ -115,7 +112,7 @@ def run_registers_bench(
 
 
 async def _measure(s, loads, rate, seconds, every, params, new_version, say) -> dict:
-    from scenestream.client import Watcher, publish, raw_text
+    from scenestream.client import Watcher, publish, publish_paced, raw_text
     from scenestream.registry import change_of
     from scenestream.registry import publish as publish_change
     from scenestream.schemas.records import RegisterChange
@@ -187,17 +184,8 @@ async def _measure(s, loads, rate, seconds, every, params, new_version, say) -> 
                     removed = not removed
                     changes += 1
 
-            async def producer() -> None:
-                start = time.time()
-                for i, record in enumerate(records):
-                    delay = start + i / rate - time.time()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    sent[record.message_id] = time.time()
-                    await publish(s, [record])
-
             churner = asyncio.create_task(cycle()) if churn else None
-            feeding = asyncio.create_task(producer())
+            feeding = asyncio.create_task(publish_paced(s, records, rate, sent))
             first, full, failed = [], [], 0
             for record in records:  # waited for while the others are still being sent: arrival times are real
                 while record.message_id not in sent:

@@ -70,6 +70,22 @@ async def publish(settings: Settings, records: list[RawText]) -> None:
     await produce(settings, RAW_TEXT, records)
 
 
+async def publish_paced(
+    settings: Settings, records: Sequence[RawText], rate: float, sent: dict[str, float], stamp: bool = False
+) -> None:
+    """Publish ``records`` one by one at ``rate`` per second from now, each one's wall-clock send time in
+    ``sent`` (by message id) as it goes; with ``stamp`` each record's ``ts_ms`` is that time."""
+    start = time.time()
+    for i, record in enumerate(records):
+        delay = start + i / rate - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        sent[record.message_id] = time.time()
+        if stamp:
+            record = record.model_copy(update={"ts_ms": int(sent[record.message_id] * 1000)})
+        await publish(settings, [record])
+
+
 async def cancel(settings: Settings, message_id: str, tenant: str = "default", reason: str = "cancelled") -> None:
     """Ask the decoders to stop generating ``message_id``'s answer (a :class:`Cancel` on the control topic): the
     one that holds it aborts it and sends a final lora-output marked cancelled."""
