@@ -16,7 +16,6 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
 from scenestream.agents.decoder.answers import finished, trim_to_sentence
@@ -24,7 +23,7 @@ from scenestream.agents.decoder.engines import Engine, Generation, Request, reso
 from scenestream.agents.decoder.loop import Job
 from scenestream.agents.decoder.prompt import build_prompt, clean_answer, settled_answer
 from scenestream.schemas.records import GenerationParams, LoraOutput, Scene, now_ms
-from scenestream.schemas.registers import catalogue, version_of
+from scenestream.schemas.registers import catalogue
 from scenestream.settings import Settings, get_settings
 
 Partial = Callable[[LoraOutput], None]
@@ -119,7 +118,6 @@ class Decoder:
     def __post_init__(self) -> None:
         if self.settings is None:
             self.settings = get_settings()
-        self._versions: dict[tuple[str, str, int], str] = {}
 
     def params(self, scene: Scene) -> GenerationParams:
         """What ``scene``'s answer is generated with: its message's own parameters, the settings' where unset."""
@@ -154,16 +152,9 @@ class Decoder:
         )
 
     def adapter_version(self, adapter: str) -> Optional[str]:
-        """``name@hash`` of the adapter weights the engine serves as ``adapter`` (None for the base model, or
-        an engine whose adapters live on a server)."""
-        path = self.engine.adapters.get(adapter)
-        config = Path(path) / "adapter_config.json" if path is not None else None
-        if config is None or not config.exists():
-            return None
-        key = (adapter, str(path), max(f.stat().st_mtime_ns for f in Path(path).iterdir() if f.is_file()))
-        if key not in self._versions:
-            self._versions[key] = version_of(adapter, Path(path))
-        return self._versions[key]
+        """``name@hash`` of the adapter weights the engine serves as ``adapter``, as the engine recorded them
+        when it loaded them (None for the base model, or an adapter whose weights the engine cannot see)."""
+        return (getattr(self.engine, "versions", None) or {}).get(adapter)
 
     def final(
         self, scene: Scene, gen: Generation, seq: int, timings: dict[str, float], answer: Optional[_Answer] = None

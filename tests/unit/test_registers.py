@@ -165,6 +165,7 @@ def test_an_answer_names_the_adapter_version_that_wrote_it():
     class Engine:
         name, model = "fake", "fake-model"
         adapters = adapters_in(Settings())
+        versions = {name: version_of(name, folder) for name, folder in adapters.items()}  # as engines keep them
 
     scene_ = scene("poet")
     decoder = Decoder(Engine(), settings=Settings())
