@@ -305,8 +305,8 @@ class TransformersEngine:
         with self._lock:
             for params, rows in groups.items():
 
-                def delta(j: int, text: str, rows: list[int] = rows) -> None:
-                    on_delta(rows[j], text)
+                def delta(j: int, text: str, rows: list[int] = rows) -> bool:
+                    return bool(on_delta(rows[j], text))  # True stops the row: it must reach _Progress
 
                 chosen = [requests[i] for i in rows]
                 for i, generation in zip(rows, self._generate(chosen, params, delta if on_delta else None)):

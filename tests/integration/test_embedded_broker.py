@@ -190,3 +190,42 @@ def test_reading_from_the_beginning_reads_every_record_each_time(broker):
 
     asyncio.run(fill())
     assert [asyncio.run(count()) for _ in range(12)] == [39] * 12
+
+
+def test_the_answered_ids_read_back_include_the_whole_last_batch(broker):
+    """The read-back of a stage's answered ids (answered.KafkaTail) reads the tail of its output partition; the
+    last batch of several records must come back whole, or its inputs are answered a second time."""
+    import asyncio
+    import uuid
+
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    from scenestream.answered import KafkaTail
+    from scenestream.backbone import start_producer
+
+    settings = Settings(broker=broker.url)
+    name = f"tail-{uuid.uuid4().hex[:6]}"
+
+    async def go() -> tuple[list[bytes], list[bytes]]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(name, 1, 1)])
+        finally:
+            await admin.close()
+        producer = await start_producer(settings)
+        try:
+            for k in range(4):
+                await (await producer.send(name, value=b"single %d" % k))
+            await asyncio.gather(*[await producer.send(name, value=b"batched %d" % k) for k in range(5)])
+        finally:
+            await producer.stop()
+        tail = KafkaTail(settings)
+        try:
+            return await tail(name, 0, 100), await tail(name, 0, 3)
+        finally:
+            await tail.close()
+
+    everything, last = asyncio.run(go())
+    assert everything == [b"single %d" % k for k in range(4)] + [b"batched %d" % k for k in range(5)]
+    assert last[-3:] == [b"batched 2", b"batched 3", b"batched 4"]

@@ -265,3 +265,23 @@ def test_engine_compiled_decode_pads_the_batch_streams_real_rows_and_reads_slots
     assert summary(again) == summary(got)[::-1]
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs  # nothing traced again
     assert compiled.lora.slot_idx is slots and set(compiled.caches.by_batch) == {1, 2, 8}
+
+
+def test_engine_stops_a_row_whose_on_delta_says_so_and_the_others_go_on(engine_settings):
+    """``on_delta`` returning True (a cancel, a finished sentence) stops that row at once: its answer is the
+    text it had, its token count short of the limit; the other rows of the batch still get their whole answer."""
+    from scenestream.agents.decoder.engines import TransformersEngine
+
+    engine = TransformersEngine(engine_settings, device="cpu")
+    whole = engine.generate(requests())
+    assert whole[0].completion_tokens == engine_settings.max_new_tokens  # unstopped, row 0 runs to the limit
+    pieces: dict[int, list[str]] = {}
+
+    def stop_row_0(i: int, text: str) -> bool:
+        pieces.setdefault(i, []).append(text)
+        return i == 0
+
+    got = engine.generate(requests(), on_delta=stop_row_0)
+    assert got[0].completion_tokens < engine_settings.max_new_tokens
+    assert got[0].text == "".join(pieces[0]) and len(pieces[0]) == 1
+    assert [(g.text, g.completion_tokens) for g in got[1:]] == [(g.text, g.completion_tokens) for g in whole[1:]]
