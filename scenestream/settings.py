@@ -103,6 +103,12 @@ class Settings(BaseSettings):
         description="A worker asked to stop (SIGTERM, Ctrl-C) exits within this time even when its broker "
         "is gone; nothing unfinished is committed.",
     )
+    status_interval_s: float = Field(
+        5.0,
+        gt=0,
+        description="How often each worker sends its heartbeat (stages, partitions held, engine) to worker-status; "
+        "a gateway counts a worker gone after three intervals without one.",
+    )
     commit_interval_s: float = Field(0.5, gt=0, description="Offset commit interval.")
     session_timeout_s: float = Field(
         6.0,

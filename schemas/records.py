@@ -300,6 +300,23 @@ class DecoderStatus(Record):
     ts_ms: int = Field(default_factory=now_ms)
 
 
+class WorkerStatus(Record):
+    """worker-status (keyed by worker): a worker's heartbeat, sent every ``SCENESTREAM_STATUS_INTERVAL_S``: the
+    stages it runs, the partitions of each stage's source topic its consumer holds now, and its decoder
+    engine (None: no decoder here, or its engine failed). ``stopping``: the worker's last word as it stops. A
+    gateway whose stages run elsewhere reads these for ``/readyz``: every partition of every stage's source
+    held by a worker heard from lately, and a decoder engine up."""
+
+    kind: ClassVar[str] = "worker_status"
+    worker: str = Field(min_length=1, max_length=256)
+    stages: list[str] = Field(default_factory=list)
+    assigned: dict[str, list[int]] = Field(default_factory=dict)  # source topic (full name) → partitions held
+    engine: Optional[str] = None
+    interval_s: float = Field(gt=0)
+    stopping: bool = False
+    ts_ms: int = Field(default_factory=now_ms)
+
+
 class DeadLetter(Record):
     """``<topic>.dlq``: what a stage could not handle, with the original bytes.
 

@@ -21,6 +21,7 @@ from scenestream.schemas.records import (
     RegisterChange,
     Scene,
     Tokens,
+    WorkerStatus,
 )
 from scenestream.settings import Settings
 
@@ -94,6 +95,15 @@ DECODER_STATUS = TopicDecl(
     has_dlq=False,
     doc="the adapters each decoder worker serves, by worker (the latest of each kept; `scenestream register list`)",
 )
+WORKER_STATUS = TopicDecl(
+    "worker-status",
+    WorkerStatus,
+    key="worker",
+    partitions=1,
+    retention_hours=1,
+    has_dlq=False,
+    doc="every worker's heartbeat: its stages, the partitions it holds, its engine (a gateway's `/readyz` reads it)",
+)
 PIPELINE: tuple[TopicDecl, ...] = (
     RAW_TEXT,
     TOKENS,
@@ -103,6 +113,7 @@ PIPELINE: tuple[TopicDecl, ...] = (
     CONTROL,
     REGISTER_CHANGES,
     DECODER_STATUS,
+    WORKER_STATUS,
 )
 BY_NAME = {decl.name: decl for decl in PIPELINE}
 

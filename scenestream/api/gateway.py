@@ -3,7 +3,8 @@
 A request registers its message id (:meth:`Dispatcher.open`) before its raw text is published; the
 gateway's one consumer (no group: every ``serve`` process reads every partition and keeps the records of
 its own requests) reads ``scenes``, ``lora-outputs`` and the dead-letter topics, and :meth:`Dispatcher.note`
-puts each record of a waiting message on that request's queue as an event:
+puts each record of a waiting message on that request's queue as an event (it also reads the workers'
+heartbeats on ``worker-status``, from a little before its start, for ``/readyz``):
 
 * ``("scene", Scene)``: the scene the decoder answers (the resonated one when memory is on), once, before
   any piece of the answer (pieces that come first wait for it);
@@ -24,12 +25,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from scenestream.heartbeat import Heard
 from scenestream.schemas.codec import SchemaError, decode, encode
-from scenestream.schemas.records import DeadLetter, LoraOutput, RawText, Record, Scene
+from scenestream.schemas.records import DeadLetter, LoraOutput, RawText, Record, Scene, WorkerStatus
 from scenestream.settings import Settings
-from scenestream.topics import LORA_OUTPUTS, PIPELINE, RAW_TEXT, SCENES
+from scenestream.topics import LORA_OUTPUTS, PIPELINE, RAW_TEXT, SCENES, WORKER_STATUS
 
 log = logging.getLogger(__name__)
+HEARTBEATS_BACK = 256  # worker-status records read from before the gateway's start
 
 
 class Busy(RuntimeError):
@@ -149,6 +152,9 @@ class Gateway:
         self.on_record = on_record  # every decoded record read, whoever waits for it (the stages' timings)
         self.dispatcher = Dispatcher(settings.api_max_pending, settings.memory)
         self.topics = result_topics(settings)
+        self.status_topic = WORKER_STATUS.full_name(settings)
+        self.heard = Heard()  # the workers' latest heartbeats
+        self.partitions: dict[str, set[int]] = {}  # every topic's partitions, as the broker said last
         self.consumer: Any = None
         self.producer: Any = None
         self._pump: Optional[asyncio.Task] = None
@@ -174,11 +180,23 @@ class Gateway:
         missing = {t for t in self.topics if not self.consumer.partitions_for_topic(t)}
         if missing:
             raise RuntimeError(f"the result topics {sorted(missing)} do not exist on {self.settings.broker}")
-        self.consumer.assign(tps)
-        await self.consumer.seek_to_end(*tps)
+        statuses = [
+            TopicPartition(self.status_topic, p) for p in self.consumer.partitions_for_topic(self.status_topic) or ()
+        ]
+        self.consumer.assign(tps + statuses)
+        await self.consumer.seek_to_end(*tps, *statuses)
         for tp in tps:  # the end offsets now, before any request is published
             await self.consumer.position(tp)
+        for tp in statuses:  # the heartbeats of the last few intervals: every live worker's latest is there
+            self.consumer.seek(tp, max(0, await self.consumer.position(tp) - HEARTBEATS_BACK))
+        await self.refresh_partitions()
         self._pump = asyncio.create_task(self._read(), name="scenestream-gateway-reader")
+
+    async def refresh_partitions(self) -> None:
+        """Ask the broker for every topic's partitions now (the stages' sources too, which this reader does
+        not read: the consumer's own metadata covers only what it reads)."""
+        metadata = await self.consumer._client.fetch_all_metadata()
+        self.partitions = {topic: set(metadata.partitions_for_topic(topic) or ()) for topic in metadata.topics()}
 
     @property
     def alive(self) -> bool:
@@ -191,6 +209,9 @@ class Gateway:
                 for records in batch.values():
                     for record in records:
                         self.read += 1
+                        if record.topic == self.status_topic:
+                            self._heartbeat(record.value)
+                            continue
                         schema = self.topics.get(record.topic)
                         if schema is None:
                             continue
@@ -207,6 +228,12 @@ class Gateway:
             self.failure = exc
             log.exception("the gateway's reader of the result topics stopped")
             raise
+
+    def _heartbeat(self, value: bytes) -> None:
+        try:
+            self.heard.note(decode(value, WorkerStatus))
+        except SchemaError as exc:
+            log.warning("an unreadable worker heartbeat skipped: %s", exc)
 
     async def publish(self, record: RawText) -> None:
         topic = RAW_TEXT.full_name(self.settings)

@@ -102,8 +102,10 @@ class Service:
 
     # ------------------------------------------------------------------------------------------- readiness
 
-    def readiness(self) -> tuple[bool, dict]:
-        """Whether requests can be served now, and what was checked."""
+    def readiness(self, workers: bool = True) -> tuple[bool, dict]:
+        """Whether requests can be served now, and what was checked. A gateway-only process checks the remote
+        workers' heartbeats only with ``workers``: ``/readyz`` does; a request does not wait for them (its
+        text waits in Kafka for a worker, as the stream's other messages do)."""
         checks: dict[str, Any] = {"mode": self.mode}
         if self.error:
             checks["error"] = self.error
@@ -116,23 +118,41 @@ class Service:
             checks["stages"] = self.stage_assignment()
             checks["engine"] = self.engine_name() is not None
             ok = checks["gateway"] and checks["broker"] and all(checks["stages"].values()) and checks["engine"]
-        else:
+        elif self.gateway is not None and not workers:
             ok = checks["gateway"]
+        elif self.gateway is not None:  # the stages run in workers elsewhere: what their heartbeats say
+            ok, pipeline = self.pipeline_readiness()
+            checks.update(pipeline)
+            ok = ok and checks["gateway"]
+        else:
+            ok = False
         if self.gateway is None and not self.error:
             checks["starting"] = True
         return bool(ok), checks
 
+    def pipeline_readiness(self) -> tuple[bool, dict]:
+        """A gateway-only process: whether the workers heard from lately (their heartbeats on worker-status) hold
+        every partition of every stage's source topic, and a decoder engine is up among them."""
+        from scenestream.heartbeat import pipeline_ready, pipeline_routes
+
+        gateway = self.gateway
+        routes = pipeline_routes(self.settings)
+        return pipeline_ready(gateway.heard.live(), routes, gateway.partitions)
+
     async def probe(self) -> tuple[bool, dict]:
         """:meth:`readiness`, with the broker asked for its metadata now (within 2 s) in a gateway-only process
-        (whose stages run elsewhere: their partitions are their workers' to report)."""
-        ok, checks = self.readiness()
-        if ok and self.mode != "embedded" and self.gateway is not None:
+        (whose stages run elsewhere: their partitions are their workers' to report, in their heartbeats)."""
+        broker: Optional[Exception] = None
+        if self.mode != "embedded" and self.gateway is not None:
             try:
-                await asyncio.wait_for(self.gateway.consumer._client.fetch_all_metadata(), 2.0)
-                checks["broker"] = True
+                await asyncio.wait_for(self.gateway.refresh_partitions(), 2.0)
             except Exception as exc:
-                checks["broker"] = False
-                checks["error"] = f"the broker did not answer: {type(exc).__name__}: {exc}"
+                broker = exc
+        ok, checks = self.readiness()
+        if self.mode != "embedded" and self.gateway is not None:
+            checks["broker"] = broker is None
+            if broker is not None:
+                checks["error"] = f"the broker did not answer: {type(broker).__name__}: {broker}"
                 ok = False
         return ok, checks
 
@@ -147,7 +167,7 @@ class Service:
         return {runner.spec.agent: runner.spec.source.full_name(self.settings) in assigned for runner in self.runners}
 
     def require_ready(self) -> Gateway:
-        ok, checks = self.readiness()
+        ok, checks = self.readiness(workers=False)
         if not ok or self.gateway is None:
             reason = checks.get("error") or ("starting" if checks.get("starting") else "not ready")
             raise APIError(503, f"the pipeline is not ready ({reason})", code="not_ready", headers={"Retry-After": "2"})

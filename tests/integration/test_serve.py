@@ -310,7 +310,9 @@ def test_health_readiness_and_metrics(served):
 
 
 @contextlib.contextmanager
-def serving(app):
+def serving(app, workers: bool = True):
+    """``app`` on a free port, once ready; without ``workers`` (a gateway whose stages nobody runs), once its
+    gateway is up (its /readyz says 503 for want of workers)."""
     import uvicorn
 
     port = free_port()
@@ -321,11 +323,24 @@ def serving(app):
     thread.start()
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(url, 60)
+        if workers:
+            wait_ready(url, 60)
+        else:
+            wait_gateway(url, 60)
         yield url
     finally:
         server.should_exit = True
         thread.join(20)
+
+
+def wait_gateway(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/readyz", timeout=2).json().get("gateway"):
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"{url}: no gateway within {timeout:.0f}s")
 
 
 @pytest.fixture
@@ -334,7 +349,7 @@ def gateway(settings_factory):
     from scenestream.api.app import create_app
 
     settings = settings_factory(api_timeout_s=1.5, api_max_pending=2, api_retry_after_s=3)
-    with serving(create_app(settings)) as url:
+    with serving(create_app(settings), workers=False) as url:
         yield url, settings
 
 
@@ -343,8 +358,14 @@ CHAT = {"model": "scenestream", "messages": [{"role": "user", "content": "nobody
 
 def test_a_gateway_only_times_out_with_504_and_in_a_stream_with_an_error_event(gateway):
     url, settings = gateway
-    ready = httpx.get(f"{url}/readyz").json()
+    response = httpx.get(f"{url}/readyz")
+    ready = response.json()
     assert ready["mode"] == "cluster" and ready["broker"] and ready["gateway"]
+    # no worker runs the stages: not ready, and it says what lacks (no heartbeat holds any source partition)
+    assert response.status_code == 503 and not ready["ready"] and ready["workers"] == 0 and not ready["engine"]
+    assert set(ready["unheld_partitions"]) == {"tokenize_raw_text", "build_scene_from_tokens", "decode_scene"} | (
+        {"remember_scene", "link_answer"} if settings.memory else set()
+    )
     with pytest.raises(openai.APIStatusError) as caught:
         client(url, "any").chat.completions.create(**CHAT)
     assert caught.value.status_code == 504 and caught.value.body["code"] == "timeout"
@@ -459,7 +480,10 @@ def test_a_second_gateway_on_the_same_stack_gets_its_own_answers(served, tmp_pat
     url, data = served
     broker = stack_settings(data).broker
     with serving(create_app(Settings(broker=broker, data_dir=tmp_path, api_keys=f"{K1}=acme"))) as second:
-        assert httpx.get(f"{second}/readyz").json()["mode"] == "cluster"
+        # ready: the served stack's worker, heard through its heartbeats, holds every stage's partitions
+        ready = httpx.get(f"{second}/readyz").json()
+        assert ready["mode"] == "cluster" and ready["ready"] and ready["workers"] >= 1 and ready["engine"]
+        assert all(ready["stages"].values()) and "decode_scene" in ready["stages"]
 
         def ask(base: str, model: str):
             return client(base).chat.completions.create(
@@ -533,8 +557,8 @@ def test_a_gateway_whose_broker_is_gone_is_not_ready(tmp_path):
 
     with EmbeddedBroker() as broker:
         settings = Settings(broker=broker.url, topic_prefix="gone-", data_dir=tmp_path)
-        with serving(create_app(settings)) as url:
-            assert httpx.get(f"{url}/readyz").status_code == 200
+        with serving(create_app(settings), workers=False) as url:
+            assert httpx.get(f"{url}/readyz").json()["broker"] is True
             broker.stop()
             response = httpx.get(f"{url}/readyz", timeout=10)
             assert response.status_code == 503 and response.json()["broker"] is False

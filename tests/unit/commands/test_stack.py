@@ -30,7 +30,8 @@ def test_topics_list_json_is_one_document():
     assert [t["name"] for t in topics][:2] == ["raw-text", "tokens"]
     assert all(t["dlq"] in (t["name"] + ".dlq", None) and t["partitions"] >= 1 for t in topics)
     # cancel records, register changes and decoder reports come from scenestream itself: nothing to refuse
-    assert [t["name"] for t in topics if t["dlq"] is None] == ["control", "registers", "decoder-status"]
+    no_dlq = ["control", "registers", "decoder-status", "worker-status"]
+    assert [t["name"] for t in topics if t["dlq"] is None] == no_dlq
     assert [t["name"] for t in topics if t["compacted"]] == ["registers", "decoder-status"]  # the latest of each
     human = CliRunner().invoke(app, ["topics", "list"]).stdout.splitlines()
     assert len(human) == len(topics) and human[0].startswith("raw-text")
