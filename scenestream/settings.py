@@ -145,7 +145,9 @@ class Settings(BaseSettings):
         description="Sentence embeddings of the scene builder: e5 (multilingual-e5-small, accurate) or "
         "static (per-piece e5 table, much faster, less accurate; see `scenestream bench scene`).",
     )
-    log_level: str = Field("WARNING", description="Log level of the workers.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "WARNING", description="Log level of the workers (any case: info is INFO)."
+    )
 
     # --- decoder ----------------------------------------------------------
     engine: Optional[Literal["vllm", "openai", "transformers"]] = Field(
@@ -259,6 +261,11 @@ class Settings(BaseSettings):
         120.0, gt=0, description="Longest a request waits for its answer before 504 (in a stream: an error event)."
     )
     api_retry_after_s: int = Field(1, ge=1, description="The Retry-After seconds of a 429 (too many pending).")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("broker")
     @classmethod

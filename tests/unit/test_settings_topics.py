@@ -95,3 +95,11 @@ def test_producers_are_idempotent_with_acks_all_except_on_a_loopback_broker():
     assert not Settings(broker="kafka://kafka-1:9092", producer_acks="1").idempotent_producer
     with pytest.raises(ValueError, match="needs SCENESTREAM_PRODUCER_ACKS=all"):
         Settings(producer_idempotence="on", producer_acks="1")
+
+
+def test_the_log_level_takes_any_case_and_refuses_what_logging_does_not_know():
+    import pydantic
+
+    assert Settings(log_level="info").log_level == "INFO"
+    with pytest.raises(pydantic.ValidationError, match="log_level"):
+        Settings(log_level="chatty")
