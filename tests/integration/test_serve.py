@@ -427,7 +427,7 @@ def test_a_dead_letter_ends_the_request_with_its_reason(settings_factory):
                     return
         raise AssertionError(f"no raw text of session {session}")
 
-    with serving(create_app(settings)) as url, ThreadPoolExecutor(1) as pool:
+    with serving(create_app(settings), workers=False) as url, ThreadPoolExecutor(1) as pool:
         asked = pool.submit(httpx.post, f"{url}/v1/chat/completions", json={**CHAT, "user": "refused-1"}, timeout=60)
         asyncio.run(refuse("refused-1"))
         response = asked.result()
