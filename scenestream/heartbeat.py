@@ -136,10 +136,6 @@ def pipeline_ready(
 
 def pipeline_routes(settings: Settings) -> dict[str, tuple[str, str]]:
     """Agent → (stage, source topic) of every agent the pipeline runs under ``settings``."""
-    from scenestream.topology import TOPOLOGY
+    from scenestream.topology import running_routes
 
-    return {
-        route.agent: (route.stage, route.source.full_name(settings))
-        for route in TOPOLOGY
-        if route.stage != "memory" or settings.memory
-    }
+    return {route.agent: (route.stage, route.source.full_name(settings)) for route in running_routes(settings.memory)}

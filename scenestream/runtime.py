@@ -18,7 +18,7 @@ from typing import Any, AsyncIterator, Iterable
 from scenestream.app import App, configure_logging, create_app
 from scenestream.backbone import Resources, StageRunner, StageSpec, attach
 from scenestream.settings import Settings
-from scenestream.topology import STAGE_NAMES
+from scenestream.topology import STAGE_NAMES, running_routes
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,7 @@ def group_id(settings: Settings, stages: Iterable[StageSpec]) -> str:
     ``scenes`` between them (Kafka gives each partition to one member), and half the scenes would go
     unanswered (measured: 2 of 4 partitions each)."""
     names = {spec.name for spec in stages}
-    whole = {name for name in STAGE_NAMES if name != "memory" or settings.memory}  # SCENESTREAM_MEMORY=false
-    if names >= whole:
+    if names >= {route.stage for route in running_routes(settings.memory)}:
         return settings.app_id
     return f"{settings.app_id}-{'+'.join(n for n in STAGE_NAMES if n in names)}"
 

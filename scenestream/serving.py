@@ -21,7 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 
 @dataclass
@@ -33,9 +33,15 @@ class Served:
     log: Path
 
 
-def wait_ready(url: str, timeout: float, proc: Optional[subprocess.Popen] = None, log: Optional[Path] = None) -> None:
-    """Until ``url``'s ``/readyz`` answers 200; RuntimeError when ``proc`` exits first, TimeoutError after
-    ``timeout`` s (both name ``log``)."""
+def wait_ready(
+    url: str,
+    timeout: float,
+    proc: Optional[subprocess.Popen] = None,
+    log: Optional[Path] = None,
+    ready: Callable[[Any], bool] = lambda response: response.status_code == 200,
+) -> None:
+    """Until ``url``'s ``/readyz`` answers 200 (or as ``ready`` says of its response); RuntimeError when ``proc``
+    exits first, TimeoutError after ``timeout`` s (both name ``log``)."""
     import httpx
 
     where = f"; its log: {log}" if log is not None else ""
@@ -44,7 +50,7 @@ def wait_ready(url: str, timeout: float, proc: Optional[subprocess.Popen] = None
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"serve exited with {proc.returncode}{where}")
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+            if ready(httpx.get(f"{url}/readyz", timeout=2)):
                 return
         time.sleep(0.5)
     raise TimeoutError(f"{url} not ready within {timeout:.0f}s{where}")

@@ -39,4 +39,11 @@ TOPOLOGY: tuple[Route, ...] = (
     Route("decoder", "decode_scene", SCENES, (LORA_OUTPUTS,)),
 )
 ROUTES = {route.agent: route for route in TOPOLOGY}
+
+
+def running_routes(memory: bool) -> tuple[Route, ...]:
+    """The routes the pipeline runs: all, or all but the memory stage's with ``SCENESTREAM_MEMORY=false``."""
+    return tuple(route for route in TOPOLOGY if memory or route.stage != "memory")
+
+
 STAGE_NAMES: tuple[str, ...] = tuple(dict.fromkeys(route.stage for route in TOPOLOGY))  # pipeline order

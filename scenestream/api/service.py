@@ -118,14 +118,12 @@ class Service:
             checks["stages"] = self.stage_assignment()
             checks["engine"] = self.engine_name() is not None
             ok = checks["gateway"] and checks["broker"] and all(checks["stages"].values()) and checks["engine"]
-        elif self.gateway is not None and not workers:
-            ok = checks["gateway"]
-        elif self.gateway is not None:  # the stages run in workers elsewhere: what their heartbeats say
+        elif workers and self.gateway is not None:  # the stages run in workers elsewhere: their heartbeats say
             ok, pipeline = self.pipeline_readiness()
             checks.update(pipeline)
             ok = ok and checks["gateway"]
         else:
-            ok = False
+            ok = checks["gateway"]
         if self.gateway is None and not self.error:
             checks["starting"] = True
         return bool(ok), checks
