@@ -259,6 +259,7 @@ def quality_cell(scored: Sequence[dict], register: str, max_new_tokens: int) -> 
         "at_token_limit": _share([s["generated_tokens"] >= max_new_tokens for s in scored]),
         "stopped_at_sentence": _share([s["finish_reason"] == "sentence" for s in scored]),
         "trimmed": _share([s["trimmed"] for s in scored]),
+        "closed": _share([s["closed"] for s in scored]),
         "relevance": _mean([s["relevance"] for s in scored]),
         "empty_answers": sum(s["empty"] for s in scored),
         "router_fidelity": _share([not s["empty"] and s["router"] == register for s in scored]),
@@ -311,8 +312,9 @@ def measure_quality(
     """Answer every request of ``asked`` once, in batches of ``batch``, in order, through the decoder's answer
     policy (:meth:`Decoder.answer <scenestream.agents.decoder.transform.Decoder.answer>`: the text cut where the
     model starts a new block, stopped at a sentence end once ``answer_min_tokens`` long, trimmed to its last
-    complete sentence at the token limit), the base model's answers exactly as the adapters'; then read every
-    answer: the judge, the router, e5 relevance, the cheap checks; aggregate per register, side and language.
+    complete sentence at the token limit, closed with a full stop where the model ended it without one), the base
+    model's answers exactly as the adapters'; then read every answer: the judge, the router, e5 relevance, the
+    cheap checks; aggregate per register, side and language.
     Nothing is chosen, retried or dropped on what any reader says: each asked request is one answer in the
     figures. ``settings`` (None: the process's) are the generation defaults and the answer policy's."""
     from scenestream.agents.decoder.prompt import clean_answer
@@ -358,7 +360,9 @@ def measure_quality(
                 "generated_tokens": gen.completion_tokens,
                 "tokens": scorers.count_tokens(text) if scorers.count_tokens else gen.completion_tokens,
                 "finish_reason": gen.finish_reason,
-                "trimmed": text != clean_answer(gen.text),
+                # shortened to a complete sentence, or closed with a full stop where the model ended without one
+                "trimmed": text != clean_answer(gen.text) and clean_answer(gen.text).startswith(text),
+                "closed": not clean_answer(gen.text).startswith(text),
             }
         )
 
@@ -394,13 +398,15 @@ def measure_quality(
             "tokens_mean": _mean([s["tokens"] for s in group], 1),
             "stopped_at_sentence": _share([s["finish_reason"] == "sentence" for s in group]),
             "trimmed": _share([s["trimmed"] for s in group]),
+            "closed": _share([s["closed"] for s in group]),
         }
     generated = sum(g.completion_tokens for g in generations)
     report = {
         "generation": {
             "answers": len(generations),
             "answer_policy": "the decoder's (Decoder.answer): stop at a sentence end once answer_min_tokens long, "
-            "trim to the last complete sentence at max_new_tokens; adapters and base model alike",
+            "trim to the last complete sentence at max_new_tokens, close with a full stop an answer the model ended "
+            "without one; adapters and base model alike",
             "batch": batch,
             "generated_tokens": generated,
             "wall_s": round(wall, 1),

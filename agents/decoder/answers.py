@@ -1,5 +1,6 @@
 """Checks of one answer's text, pure and cheap: its language, whether it loops, whether it is finished, cutting it
-back to its last whole sentence, and the sources it cites that a 270M model cannot know.
+back to its last whole sentence or closing the one the model ended, and the sources it cites that a 270M model
+cannot know.
 
 Gemma 3 270M writes fluent citations it has never read: "[4]", "according to a Harvard study", "по данным ВОЗ".
 The registers' voices never cite anything (the logician reasons from definitions and steps, never from
@@ -50,6 +51,26 @@ def trim_to_sentence(text: str) -> str:
         if after == "" or after.isspace():
             end = match.end()
     return text[:end].rstrip()
+
+
+# what may trail a clause without ending a sentence: "a, b;" "c:" "d —"
+_OPEN_TAIL = ",;:—–- \t\n"
+
+
+def open_tail(text: str) -> str:
+    """The text without trailing clause punctuation (, ; : dashes) and whitespace: what of an unfinished answer
+    can be streamed, so that :func:`close_sentence` can still end it with a full stop."""
+    return text.rstrip(_OPEN_TAIL)
+
+
+def close_sentence(text: str) -> str:
+    """An answer the model itself ended (its end of text, or a new block) without a sentence end, closed with a
+    full stop after its last word: "…голосом" → "…голосом.", "a; b;" → "a; b."; a finished or empty text
+    unchanged. Never for an answer the token limit cut: that one is trimmed (:func:`trim_to_sentence`)."""
+    if not text or finished(text):
+        return text
+    body = open_tail(text)
+    return body + "." if body else text
 
 
 # Citations a 270M model cannot know, in groups. Every pattern is matched case-insensitively; a part written

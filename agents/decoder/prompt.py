@@ -7,6 +7,7 @@ the text's language so the base model answers in it.
 
 from __future__ import annotations
 
+import re
 from typing import Optional, Sequence
 
 from scenestream.schemas.records import Scene
@@ -55,19 +56,37 @@ def _cut(raw: str) -> int:
     return cut
 
 
+# HTML-like tags the small model writes around lines ("…голосом</i>", "</p>", "<br>"): never part of an answer.
+# Only short bare tags are removed, and only such a tag's beginning is held back at the end of a growing answer,
+# so removing them never changes what was already streamed.
+_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9]{0,9} ?/?>")
+_TAG_START = re.compile(r"</?(?:[A-Za-z][A-Za-z0-9]{0,9} ?/?)?$")
+_INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff]")  # zero-width characters the model ends lines with
+
+
+def _plain(text: str) -> str:
+    return _INVISIBLE.sub("", _TAG.sub("", text))
+
+
 def clean_answer(raw: str) -> str:
-    """The answer up to where the model starts a new block (a new scene, text or answer label)."""
-    return raw[: _cut(raw)].strip()
+    """The answer up to where the model starts a new block (a new scene, text or answer label), without
+    HTML-like tags and zero-width characters."""
+    return _plain(raw[: _cut(raw)]).strip()
 
 
 def settled_answer(raw: str) -> str:
     """The part of a still-growing answer that later tokens cannot change: a prefix of
-    ``clean_answer`` of any continuation of ``raw``. Held back: a tail that may be the start of a
-    stop, trailing whitespace, and an incomplete UTF-8 character (``\ufffd``)."""
+    ``clean_answer`` of any continuation of ``raw``. Held back: an incomplete UTF-8 character (``\ufffd``),
+    a tail that may be the start of a stop or of a tag, and trailing whitespace."""
+    raw = raw.rstrip("\ufffd")
     cut = _cut(raw)
     for stop in STOPS:
         for k in range(len(stop) - 1, 0, -1):
             if k <= cut and raw[:cut].endswith(stop[:k]):
                 cut = min(cut, len(raw[:cut]) - k)
                 break
-    return raw[:cut].rstrip("\ufffd").strip()
+    text = _plain(raw[:cut])
+    tag = _TAG_START.search(text)
+    if tag:
+        text = text[: tag.start()]
+    return text.strip()

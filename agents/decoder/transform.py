@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence, Union
 
-from scenestream.agents.decoder.answers import finished, trim_to_sentence
+from scenestream.agents.decoder.answers import close_sentence, finished, open_tail, trim_to_sentence
 from scenestream.agents.decoder.engines import Engine, Generation, Request, resolve_params, served_adapter
 from scenestream.agents.decoder.loop import Job
 from scenestream.agents.decoder.prompt import build_prompt, clean_answer, settled_answer
@@ -62,6 +62,8 @@ class _Answer:
         settled = settled_answer(self.raw)
         least = self.decoder.settings.answer_min_tokens
         enough = bool(least) and self.tokens >= least and finished(settled)
+        if least and not enough and self.tokens >= self.limit - HOLD_TOKENS:
+            enough = settled.endswith(";")  # near the limit a clause end will do: final_text closes it
         if self.send is not None:
             self._stream(settled, force=enough)
         return enough
@@ -72,6 +74,7 @@ class _Answer:
             return
         if self.tokens >= self.limit - HOLD_TOKENS and not finished(settled):
             settled = trim_to_sentence(settled)
+        settled = open_tail(settled)  # a trailing "," or ";" may yet become the full stop final_text adds
         if len(settled) <= len(self.sent) or not settled.startswith(self.sent):
             return
         piece = settled[len(self.sent) :]
@@ -85,12 +88,18 @@ class _Answer:
     def final_text(self, raw: str, finish_reason: Optional[str]) -> str:
         """The answer's text: cut at the model's next block; stopped at a sentence end, without whatever began
         after it (the start of the model's next block, held back from the stream too); at the token limit,
-        trimmed to its last complete sentence (never shorter than what was streamed: then it stays unfinished)."""
+        trimmed to its last complete sentence (never shorter than what was streamed: then it stays unfinished);
+        ended by the model itself, or at a clause end near the limit, without a sentence end: closed with a full
+        stop (:func:`close_sentence`; the stream never sent the trailing "," or ";" it replaces)."""
         text = settled_answer(raw) if finish_reason == "sentence" else clean_answer(raw)
-        if finish_reason == "length" and not finished(text):
+        if finished(text):
+            return text
+        if finish_reason == "length":
             trimmed = trim_to_sentence(text)
-            if trimmed and len(trimmed) >= len(self.sent):
-                return trimmed
+            return trimmed if trimmed and len(trimmed) >= len(self.sent) else text
+        if finish_reason in ("stop", "sentence"):
+            closed = close_sentence(text)
+            return closed if closed.startswith(self.sent) else text
         return text
 
 

@@ -36,8 +36,9 @@ RAW = {
     # a sentence ends at the 8th word: the policy stops there, "Итог: убрать кофе." is never generated
     ("logician", "ru-1"): "Сон сбит по трём причинам: свет, кофе, тревога. Итог: убрать кофе.",
     ("logician", "ru-2"): "По данным ВОЗ, деньги считают так: доход минус расход.",  # an invented source
-    # the first sentence ends at the 5th word, before the minimum: the answer goes on to its end
-    ("logician", "en-1"): "Three causes: light, coffee, worry. Remove the coffee first.",
+    # the first sentence ends at the 5th word, before the minimum: the answer goes on to its end, where the
+    # model ends it without a full stop: the decoder closes it with one
+    ("logician", "en-1"): "Three causes: light, coffee, worry. Remove the coffee first",
     # no sentence end before the limit: nothing to trim back to, the answer stays unfinished
     ("logician", "en-2"): "First list the income then the costs then the savings then the taxes then the rest",
     (BASE, "ru-1"): "Я не знаю, я тоже не сплю и не сплю и не сплю и не сплю.",  # loops
@@ -50,7 +51,7 @@ RAW = {
 ANSWERS = {
     ("logician", "ru-1"): "Сон сбит по трём причинам: свет, кофе, тревога.",
     ("logician", "ru-2"): RAW[("logician", "ru-2")],
-    ("logician", "en-1"): RAW[("logician", "en-1")],
+    ("logician", "en-1"): RAW[("logician", "en-1")] + ".",
     ("logician", "en-2"): "First list the income then the costs then the savings then the",
     (BASE, "ru-1"): "Я не знаю, я тоже не сплю и не сплю и не",
     (BASE, "ru-2"): RAW[(BASE, "ru-2")],
@@ -200,9 +201,11 @@ def test_every_answer_is_what_the_decoder_would_send_adapter_and_base_alike():
     assert got[(BASE, "en-2")]["finished"] and got[(BASE, "en-2")]["generated_tokens"] == SETTINGS.max_new_tokens
     assert got[("logician", "en-2")]["finish_reason"] == "length" and not got[("logician", "en-2")]["finished"]
     adapter, base = report["per_register"]["logician"]["adapter"], report["per_register"]["logician"]["base"]
-    assert adapter["ru"]["stopped_at_sentence"] == 1.0 and adapter["en"]["stopped_at_sentence"] == 0.5
+    assert adapter["ru"]["stopped_at_sentence"] == 1.0 and adapter["en"]["stopped_at_sentence"] == 0.0
     assert base["en"]["trimmed"] == 0.5 and base["en"]["finished"] == 0.5 and adapter["all"]["trimmed"] == 0.0
     assert report["overall"]["base"]["trimmed"] == 0.25
+    assert got[("logician", "en-1")]["closed"] and got[("logician", "en-1")]["finish_reason"] == "stop"
+    assert adapter["en"]["closed"] == 0.5 and base["all"]["closed"] == 0.0 and not got[(BASE, "en-2")]["closed"]
 
     # and the adapters' answers are exactly the batch decoder's final records for the same scenes
     forced = [scene.model_copy(update={"force_register": "logician"}) for scene in prompt_scenes()]

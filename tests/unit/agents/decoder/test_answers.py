@@ -6,6 +6,7 @@ import pytest
 
 from scenestream.agents.decoder.answers import (
     SOURCE_PATTERNS,
+    close_sentence,
     finished,
     invented_sources,
     language_of,
@@ -60,6 +61,15 @@ def test_trim_to_sentence():
     assert trim_to_sentence("no sentence ends here") == ""
     assert trim_to_sentence("") == ""
     assert trim_to_sentence("Wait... and then") == "Wait..."
+
+
+def test_close_sentence():
+    assert close_sentence("Вода дышит сердцем и голосом") == "Вода дышит сердцем и голосом."
+    assert close_sentence("a; b; c;") == "a; b; c."
+    assert close_sentence("one, two —") == "one, two."
+    assert close_sentence("Done!") == "Done!"
+    assert close_sentence("") == ""
+    assert close_sentence(";") == ";"  # nothing to close
 
 
 @pytest.mark.parametrize(

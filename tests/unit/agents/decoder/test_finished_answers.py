@@ -84,7 +84,8 @@ def test_streamed_pieces_are_always_a_prefix_of_the_final_text():
     rng = random.Random(3)
     vocab = ["word", "слово", "a", "b."]
     for _ in range(300):
-        words = [" " + rng.choice(vocab) + rng.choice(["", "", "", ".", "!", "?"]) for _ in range(rng.randint(1, 60))]
+        ends = ["", "", "", ".", "!", "?", ",", ";"]
+        words = [" " + rng.choice(vocab) + rng.choice(ends) for _ in range(rng.randint(1, 60))]
         limit = rng.randint(1, 60)
         least = rng.choice([0, 1, 8, 32])
         out, partials = decode(words, min_tokens=least, limit=limit)
@@ -92,6 +93,8 @@ def test_streamed_pieces_are_always_a_prefix_of_the_final_text():
         assert out.text.startswith(streamed), (words, limit, least, streamed, out.text)
         if out.finish_reason == "length" and limit > HOLD_TOKENS and any(finished(w) for w in words[:limit]):
             assert finished(out.text), (words, limit, out.text)
+        if out.finish_reason in ("stop", "sentence"):  # the model's own end, or a sentence or clause end
+            assert finished(out.text), (words, limit, least, out.text)
 
 
 def test_answer_applies_the_decoders_policy_to_any_request_the_base_models_too():
@@ -124,3 +127,25 @@ def test_an_answer_stopped_at_a_sentence_end_never_keeps_the_start_of_a_stop_mar
     out, partials = decode([" One", " two", " three.\n<", "scene", " register"], min_tokens=1, limit=80)
     assert out.finish_reason == "sentence" and out.text == "One two three."
     assert out.text.startswith("".join(p.text for p in partials))
+
+
+def test_an_answer_the_model_ends_without_a_sentence_end_is_closed_with_a_full_stop():
+    # the model's own end ("stop"): a line without a full stop, or a list ending on ";", gets one; the trailing
+    # ";" was never streamed, so the pieces stay a prefix of the final text
+    out, partials = decode([" Вода", " дышит", " голосом"], min_tokens=0, limit=80)
+    assert out.finish_reason == "stop" and out.text == "Вода дышит голосом."
+    out, partials = decode([" one;", " two;"], min_tokens=0, limit=80)
+    assert out.text == "one; two." and "".join(p.text for p in partials) == "one; two"
+    # cut by the token limit with no sentence to trim back to: left unfinished, never closed
+    out, _ = decode([" one", " two", " three", " four"], min_tokens=0, limit=3)
+    assert out.finish_reason == "length" and out.text == "one two three"
+
+
+def test_near_the_token_limit_a_clause_end_stops_the_answer_and_closes_it():
+    words = [" w"] * (40 - HOLD_TOKENS) + [" a;", " b", " c;", " d", " e"] + [" w"] * 40
+    out, partials = decode(words, min_tokens=8, limit=40)
+    assert out.finish_reason == "sentence" and out.text.endswith("w a.")
+    assert out.text.startswith("".join(p.text for p in partials))
+    # before the last HOLD_TOKENS a clause end is no place to stop
+    out, _ = decode([" w", " a;"] + [" w"] * 100, min_tokens=1, limit=80)
+    assert out.finish_reason == "length"

@@ -119,7 +119,7 @@ def test_settled_answer_is_always_a_prefix_of_the_clean_answer():
     import random
 
     rng = random.Random(7)
-    alphabet = list("ab \n<scenТекст:ОтвAnswer") + ["\ufffd"]
+    alphabet = list("ab \n<scenТекст:ОтвAnswer/>ip") + ["\ufffd", "\u200b"]
     for _ in range(3000):
         full = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
         for cut in range(len(full) + 1):
@@ -127,6 +127,18 @@ def test_settled_answer_is_always_a_prefix_of_the_clean_answer():
     assert settled_answer(" Дыши.\nТек") == "Дыши."  # may become "\nТекст:", held back
     assert settled_answer(" Дыши. ") == "Дыши."
     assert settled_answer(" Дыши.\nТекст: ещё") == "Дыши."
+
+
+def test_tags_and_zero_width_characters_are_never_part_of_an_answer():
+    assert clean_answer("Вода дышит сердцем и голосом</i>") == "Вода дышит сердцем и голосом"
+    assert clean_answer("Line one<br>line two.</p>\u200b") == "Line oneline two."
+    assert clean_answer("If a < b and b > c, then a < c.") == "If a < b and b > c, then a < c."
+    # a tag's beginning is held back while it grows, and what settles never changes after it was streamed
+    assert settled_answer("your room is home too now.</p") == "your room is home too now."
+    assert settled_answer("held </") == "held"
+    assert settled_answer("If a < b") == "If a < b"
+    # an incomplete UTF-8 character after the start of a stop: the stop's start is still held back
+    assert settled_answer("later on.<\ufffd") == "later on."
 
 
 def test_decoder_streams_partials_that_join_into_the_final_answer():
