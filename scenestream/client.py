@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import AsyncIterator, Callable, Mapping, Optional, Sequence, Union
+from typing import Any, AsyncIterator, Callable, Mapping, Optional, Sequence, Union
 
 from scenestream.backbone import start_producer
 from scenestream.kafka import partitions_of, start_reader
@@ -59,11 +59,17 @@ async def produce(settings: Settings, decl: TopicDecl, records: Sequence[Record]
     confirmed."""
     prod = await start_producer(settings)
     try:
-        topic = decl.full_name(settings)
-        futures = [await prod.send(topic, key=getattr(r, decl.key).encode(), value=encode(r)) for r in records]
-        await asyncio.gather(*futures)
+        await send_with(prod, settings, decl, records)
     finally:
         await prod.stop()
+
+
+async def send_with(prod: Any, settings: Settings, decl: TopicDecl, records: Sequence[Record]) -> None:
+    """Send ``records`` to ``decl``'s topic through the started producer ``prod``, each keyed by its
+    ``decl.key`` field, and wait until all are confirmed."""
+    topic = decl.full_name(settings)
+    futures = [await prod.send(topic, key=getattr(r, decl.key).encode(), value=encode(r)) for r in records]
+    await asyncio.gather(*futures)
 
 
 async def publish(settings: Settings, records: list[RawText]) -> None:

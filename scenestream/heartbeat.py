@@ -55,22 +55,34 @@ def status_of(app: Any, settings: Settings, runners: Iterable[Any], stopping: bo
 
 
 def beat(app: Any, settings: Settings, runners: Iterable[Any]) -> None:
-    """Send this worker's status every interval while ``app`` runs, and a last one as it stops."""
-    from scenestream.client import produce
+    """Send this worker's status every interval while ``app`` runs, and a last one as it stops, through one
+    producer kept for the worker's life (a producer that failed is replaced at the next beat)."""
+    from scenestream.backbone import start_producer
+    from scenestream.client import send_with
     from scenestream.topics import WORKER_STATUS
 
     runners = list(runners)
+    timeout = max(2.0, settings.status_interval_s)
+    kept: list[Any] = []  # the started producer, once there is one
+
+    async def drop() -> None:
+        while kept:
+            try:
+                await asyncio.wait_for(kept.pop().stop(), timeout=timeout)
+            except Exception as exc:
+                log.debug("the heartbeat's producer did not stop cleanly: %s", exc)
 
     async def send(stopping: bool = False) -> None:
         try:
-            await asyncio.wait_for(
-                produce(settings, WORKER_STATUS, [status_of(app, settings, runners, stopping)]),
-                timeout=max(2.0, settings.status_interval_s),
-            )
+            if not kept:
+                kept.append(await asyncio.wait_for(start_producer(settings), timeout=timeout))
+            record = status_of(app, settings, runners, stopping)
+            await asyncio.wait_for(send_with(kept[0], settings, WORKER_STATUS, [record]), timeout=timeout)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a heartbeat is a report: the stages go on without it
             log.warning("the worker's heartbeat was not sent: %s: %s", type(exc).__name__, exc)
+            await drop()
 
     async def heartbeat() -> None:
         try:
@@ -80,6 +92,8 @@ def beat(app: Any, settings: Settings, runners: Iterable[Any]) -> None:
         except asyncio.CancelledError:
             await asyncio.shield(send(stopping=True))
             raise
+        finally:
+            await asyncio.shield(drop())
 
     app.task(heartbeat)
 

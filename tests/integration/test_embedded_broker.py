@@ -229,3 +229,52 @@ def test_the_answered_ids_read_back_include_the_whole_last_batch(broker):
     everything, last = asyncio.run(go())
     assert everything == [b"single %d" % k for k in range(4)] + [b"batched %d" % k for k in range(5)]
     assert last[-3:] == [b"batched 2", b"batched 3", b"batched 4"]
+
+
+def test_a_worker_beats_through_one_producer_and_says_when_it_stops(broker, monkeypatch):
+    """``heartbeat.beat``: a heartbeat every interval on the worker-status topic, all through one producer kept
+    for the worker's life, and a last one marked ``stopping`` when the worker stops."""
+    import asyncio
+    import uuid
+    from types import SimpleNamespace
+
+    from scenestream import backbone
+    from scenestream.client import read_topics
+    from scenestream.heartbeat import beat
+    from scenestream.schemas.codec import decode
+    from scenestream.schemas.records import WorkerStatus
+    from scenestream.topics import WORKER_STATUS, create_topics
+
+    settings = Settings(broker=broker.url, topic_prefix=f"beat-{uuid.uuid4().hex[:6]}-", status_interval_s=0.2)
+    started = []
+    real_start = backbone.start_producer
+
+    async def counting_start(*args, **kwargs):
+        started.append(1)
+        return await real_start(*args, **kwargs)
+
+    monkeypatch.setattr(backbone, "start_producer", counting_start)
+    tasks = []
+    tp = SimpleNamespace
+    app = SimpleNamespace(
+        task=tasks.append, consumer=SimpleNamespace(assignment=lambda: [tp(topic="t-raw", partition=1)])
+    )
+    spec = SimpleNamespace(name="tokenizer", source=SimpleNamespace(full_name=lambda s: "t-raw"))
+    runner = SimpleNamespace(spec=spec, handler=SimpleNamespace())
+    beat(app, settings, [runner])
+    (heartbeat,) = tasks
+
+    async def go() -> list[WorkerStatus]:
+        await create_topics(settings, [WORKER_STATUS])
+        task = asyncio.create_task(heartbeat())
+        await asyncio.sleep(1.5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        topic = WORKER_STATUS.full_name(settings)
+        return [decode(m.value, WorkerStatus) async for m in read_topics(settings, [topic])]
+
+    statuses = asyncio.run(go())
+    assert len(statuses) >= 4 and len(started) == 1
+    assert all(s.stages == ["tokenizer"] and not s.stopping and s.assigned == {"t-raw": [1]} for s in statuses[:-1])
+    assert statuses[-1].stopping and statuses[-1].assigned == {}
