@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Optional
 
 from scenestream.schemas.registers import catalogue
+from scenestream.training.card import TRAIN_RECORD, write_model_card
 from scenestream.training.examples import load_examples, prompts_for, router_agreed
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -281,5 +282,6 @@ def train(cfg: TrainConfig, base_model: Path, progress: bool = True) -> dict:
         final = cfg.out / cfg.register
         unwrapped = unwrapped.to(torch.bfloat16)
         unwrapped.save_pretrained(final, safe_serialization=True)
-        (final / "scenestream-train.json").write_text(json.dumps(result, indent=1))
+        (final / TRAIN_RECORD).write_text(json.dumps(result, indent=1))
+        write_model_card(final)  # in place of PEFT's empty template
     return result
