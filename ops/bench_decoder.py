@@ -340,6 +340,7 @@ def measure_quality(
     routed = list(scorers.router(texts))
     vectors = scorers.embed(texts)
     prompt_vectors = scorers.embed([row["text"] for row in prompts])
+    cleaned = [clean_answer(gen.text) for gen in generations]  # the engine's text cut at the next block only
     scored = []
     for k, (a, text, gen) in enumerate(zip(asked, texts, generations)):
         row = prompts[a.row]
@@ -361,8 +362,8 @@ def measure_quality(
                 "tokens": scorers.count_tokens(text) if scorers.count_tokens else gen.completion_tokens,
                 "finish_reason": gen.finish_reason,
                 # shortened to a complete sentence, or closed with a full stop where the model ended without one
-                "trimmed": text != clean_answer(gen.text) and clean_answer(gen.text).startswith(text),
-                "closed": not clean_answer(gen.text).startswith(text),
+                "trimmed": text != cleaned[k] and cleaned[k].startswith(text),
+                "closed": not cleaned[k].startswith(text),
             }
         )
 

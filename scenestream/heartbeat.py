@@ -63,21 +63,24 @@ def beat(app: Any, settings: Settings, runners: Iterable[Any]) -> None:
 
     runners = list(runners)
     timeout = max(2.0, settings.status_interval_s)
-    kept: list[Any] = []  # the started producer, once there is one
+    producer: Optional[Any] = None  # started at the first beat
 
     async def drop() -> None:
-        while kept:
+        nonlocal producer
+        started, producer = producer, None
+        if started is not None:
             try:
-                await asyncio.wait_for(kept.pop().stop(), timeout=timeout)
+                await asyncio.wait_for(started.stop(), timeout=timeout)
             except Exception as exc:
                 log.debug("the heartbeat's producer did not stop cleanly: %s", exc)
 
     async def send(stopping: bool = False) -> None:
+        nonlocal producer
         try:
-            if not kept:
-                kept.append(await asyncio.wait_for(start_producer(settings), timeout=timeout))
+            if producer is None:
+                producer = await asyncio.wait_for(start_producer(settings), timeout=timeout)
             record = status_of(app, settings, runners, stopping)
-            await asyncio.wait_for(send_with(kept[0], settings, WORKER_STATUS, [record]), timeout=timeout)
+            await asyncio.wait_for(send_with(producer, settings, WORKER_STATUS, [record]), timeout=timeout)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a heartbeat is a report: the stages go on without it
