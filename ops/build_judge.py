@@ -12,9 +12,10 @@ a weight. Classifier: a multinomial logistic regression. C and the word block's 
 cross-validation on the train split alone, its folds made of whole themes (as the held-out split is).
 
 The style set: short answer-like passages, each of the four registers speaking about each of 12 everyday themes,
-in Russian and English, five per cell. **The split is by whole themes**: every fourth theme of the file's theme
-order (money, city, arithmetic) is held out entirely, for every register and both languages (120 of 480 rows,
-25%). Why whole themes and not one passage per cell: the judge will read answers about any topic, so what must be
+in Russian and English, ten per cell (written in two rounds of five: the second round's passages are 1–3 sentences,
+12–45 words, closer to an answer's length). **The split is by whole themes**: every fourth theme of the file's
+theme order (money, city, arithmetic) is held out entirely, for every register and both languages (240 of 960
+rows, 25%). Why whole themes and not one passage per cell: the judge will read answers about any topic, so what must be
 measured is whether it recognises a voice on a topic it has never seen; with a per-cell split every test passage
 would have three train passages of the same register on the same theme, and topic words could carry the score.
 The held-out themes include arithmetic, where topic and register pull apart most (the poet, the body and the
