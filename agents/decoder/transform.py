@@ -33,20 +33,28 @@ def register_for(scene: Scene) -> str:
     return scene.force_register or scene.register
 
 
-HOLD_TOKENS = 16  # this close to its token limit, an answer streams only whole sentences (it may be trimmed)
+HOLD_TOKENS = 16  # this close to its token limit, even the first sentence streams only once it is whole
 
 
 class _Answer:
     """One answer as it is generated: its raw text, what of it went out as partials, and when it may stop.
 
     It stops at the first sentence end once it has ``answer_min_tokens`` (counted as the engine's pieces,
-    about one token each). Within :data:`HOLD_TOKENS` of its token limit, only text up to the last sentence
-    end streams, so an answer trimmed at the limit (:meth:`final_text`) still starts with every piece sent."""
+    about one token each). What streams: the first sentence piece by piece, as it comes (the first token goes
+    out at once); after it, only whole sentences, each when it ends; and within :data:`HOLD_TOKENS` of the token
+    limit nothing of an unfinished first sentence either. So an answer the limit cuts inside a sentence can be
+    trimmed back to its last whole sentence (:meth:`final_text`) and still start with every piece sent; only a
+    first sentence longer than the limit stays unfinished. ``streamed`` without ``send``: track what would have
+    been sent, every piece at once (``Decoder.answer``, so ``bench quality`` measures what a streaming user
+    gets)."""
 
-    def __init__(self, decoder: Decoder, scene: Optional[Scene], send: Optional[Partial], limit: int) -> None:
+    def __init__(
+        self, decoder: Decoder, scene: Optional[Scene], send: Optional[Partial], limit: int, streamed: bool = False
+    ) -> None:
         self.decoder = decoder
         self.scene = scene
         self.send = send
+        self.streamed = streamed or send is not None
         self.limit = limit
         self.raw = ""
         self.tokens = 0
@@ -64,16 +72,19 @@ class _Answer:
         enough = bool(least) and self.tokens >= least and finished(settled)
         if least and not enough and self.tokens >= self.limit - HOLD_TOKENS:
             enough = settled.endswith(";")  # near the limit a clause end will do: final_text closes it
-        if self.send is not None:
+        if self.streamed:
             self._stream(settled, force=enough)
         return enough
 
     def _stream(self, settled: str, force: bool) -> None:
         now = time.perf_counter()
-        if not force and self.count and (now - self.last) * 1000 < self.decoder.stream_interval_ms:
+        paced = self.send is not None and not force and self.count
+        if paced and (now - self.last) * 1000 < self.decoder.stream_interval_ms:
             return
-        if self.tokens >= self.limit - HOLD_TOKENS and not finished(settled):
-            settled = trim_to_sentence(settled)
+        if not finished(settled):
+            whole = trim_to_sentence(settled)  # "" while the first sentence is still open
+            if whole or self.tokens >= self.limit - HOLD_TOKENS:
+                settled = whole
         settled = open_tail(settled)  # a trailing "," or ";" may yet become the full stop final_text adds
         if len(settled) <= len(self.sent) or not settled.startswith(self.sent):
             return
@@ -81,6 +92,8 @@ class _Answer:
         self.sent, self.last = settled, now
         seq = self.count
         self.count += 1
+        if self.send is None:
+            return
         if self.first_sent is None:
             self.first_sent = time.time()
         self.send(self.decoder.output(self.scene, piece, final=False, seq=seq))
@@ -221,14 +234,14 @@ class Decoder:
     def answer(self, requests: Sequence[Request]) -> list[tuple[Generation, str]]:
         """Requests as they are (any adapter, or the base model's :data:`~.engines.BASE`) in one engine call,
         through the answer policy of :meth:`decode`: each stops at a sentence end once it has
-        ``answer_min_tokens``, and one that reaches its token limit is trimmed to its last complete sentence.
+        ``answer_min_tokens``, and one that reaches its token limit is trimmed to its last complete sentence,
+        never shorter than what would have streamed (every piece as it settles, unpaced: the strictest stream).
         Each request's generation and final text, in order: what a user gets (``bench quality`` measures it)."""
         if not requests:
             return []
         limits = [resolve_params(r.params, self.settings).max_new_tokens for r in requests]
-        answers = [_Answer(self, None, None, limit) for limit in limits]
-        watch = self.settings.answer_min_tokens > 0
-        generations = self.engine.generate(requests, on_delta=_Stream(answers) if watch else None)
+        answers = [_Answer(self, None, None, limit, streamed=True) for limit in limits]
+        generations = self.engine.generate(requests, on_delta=_Stream(answers))
         return [(gen, answer.final_text(gen.text, gen.finish_reason)) for gen, answer in zip(generations, answers)]
 
     def decode(self, scenes: Sequence[Scene], partial: Optional[Partial] = None) -> list[LoraOutput]:

@@ -91,7 +91,9 @@ def test_streamed_pieces_are_always_a_prefix_of_the_final_text():
         out, partials = decode(words, min_tokens=least, limit=limit)
         streamed = "".join(p.text for p in partials)
         assert out.text.startswith(streamed), (words, limit, least, streamed, out.text)
-        if out.finish_reason == "length" and limit > HOLD_TOKENS and any(finished(w) for w in words[:limit]):
+        if out.finish_reason == "length" and any(finished(w) for w in words[:limit]):
+            # a sentence ended before the limit: after the first sentence only whole ones stream, so the
+            # answer can always be trimmed back to its last one
             assert finished(out.text), (words, limit, out.text)
         if out.finish_reason in ("stop", "sentence"):  # the model's own end, or a sentence or clause end
             assert finished(out.text), (words, limit, least, out.text)
@@ -107,9 +109,9 @@ def test_answer_applies_the_decoders_policy_to_any_request_the_base_models_too()
     for _ in range(100):
         words = [" " + rng.choice(vocab) + rng.choice(["", "", "", ".", "!", "?"]) for _ in range(rng.randint(1, 60))]
         limit, least = rng.randint(1, 60), rng.choice([0, 1, 8, 32])
-        decoder = Decoder(WordEngine(words), settings=Settings(answer_min_tokens=least))
+        decoder = Decoder(WordEngine(words), stream_interval_ms=0, settings=Settings(answer_min_tokens=least))
         sc = scene(params=GenerationParams(max_new_tokens=limit))
-        (out,) = decoder.decode([sc])
+        (out,) = decoder.decode([sc], partial=lambda piece: None)  # streamed, every piece: the strictest
         request = decoder.request(sc)
         (gen, text), (base_gen, base_text) = decoder.answer([request, replace(request, adapter=BASE)])
         assert text == base_text == out.text and gen.finish_reason == base_gen.finish_reason == out.finish_reason
@@ -149,3 +151,28 @@ def test_near_the_token_limit_a_clause_end_stops_the_answer_and_closes_it():
     # before the last HOLD_TOKENS a clause end is no place to stop
     out, _ = decode([" w", " a;"] + [" w"] * 100, min_tokens=1, limit=80)
     assert out.finish_reason == "length"
+
+
+def test_after_the_first_sentence_only_whole_sentences_stream_so_the_limit_can_always_trim():
+    # the first sentence streams word by word (the first piece goes out at once); the second is held back
+    # until it ends, the third (cut by the limit) never streams, and the answer is trimmed to the second
+    first, second = " One two three four.", " Five six seven eight nine ten."
+    third = " and so on" * 9  # a long sentence the limit cuts, more than HOLD_TOKENS after the first one ends
+    words = words_of(first, second, third)
+    assert len(words) - 1 - HOLD_TOKENS > 4
+    out, partials = decode(words, min_tokens=0, limit=len(words) - 1)
+    assert out.finish_reason == "length" and out.text == "One two three four. Five six seven eight nine ten."
+    pieces = [p.text for p in partials]
+    assert pieces[:4] == ["One", " two", " three", " four."]
+    assert pieces[4:] == [" Five six seven eight nine ten."]
+    # what bench quality measures (Decoder.answer) is that streamed answer, not a looser one
+    decoder = Decoder(WordEngine(words), settings=Settings(answer_min_tokens=0))
+    ((gen, text),) = decoder.answer([decoder.request(scene(params=GenerationParams(max_new_tokens=len(words) - 1)))])
+    assert text == out.text
+    # a first sentence longer than the limit has nothing to trim back to: it stays unfinished, and of it only
+    # what came before the last HOLD_TOKENS streamed
+    long = [" w"] * (HOLD_TOKENS + 10)
+    out, partials = decode(long, min_tokens=0, limit=HOLD_TOKENS + 5)
+    assert out.finish_reason == "length" and not finished(out.text)
+    assert out.text.startswith("".join(p.text for p in partials))
+    assert len("".join(p.text for p in partials).split()) <= 5
