@@ -40,8 +40,11 @@ async def ask_once(
     settings: Optional[Settings] = None,
     register: Optional[str] = None,
     on_piece: Optional[Callable[[LoraOutput], None]] = None,
+    on_answer: Optional[Callable[[LoraOutput], None]] = None,
 ) -> dict:
-    """Publish ``text`` and wait for its answer; ``on_piece`` gets the answer's streamed partials as they come."""
+    """Publish ``text`` and wait for its answer; ``on_piece`` gets the answer's streamed partials as they come,
+    ``on_answer`` the final answer as soon as it is in, before an embedded stack shuts down (whose engine may
+    print as it stops)."""
     settings = settings or get_settings()
     check_size(text, settings)  # before any stack starts
     specs = select_stages(None, settings)
@@ -68,6 +71,8 @@ async def ask_once(
                 until[MEMORY_EVENTS.full_name(s)] = lambda event: event.event == "linked"
             try:
                 found = await watcher.wait(record.message_id, until, timeout)
+                if on_answer is not None and found.get("lora_output") is not None:
+                    on_answer(found["lora_output"])
             except (asyncio.CancelledError, KeyboardInterrupt):  # Ctrl-C: the decoder stops generating it
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(cancel(s, record.message_id, record.tenant, "the asker went away"), 5)

@@ -170,6 +170,7 @@ def ask(
     from scenestream.ask import ask_once
 
     streamed: list[str] = []
+    ended: list[str] = []  # the answer's text once its line is ended on screen
 
     def show(piece) -> None:  # the answer as it streams
         if not streamed:
@@ -178,8 +179,15 @@ def ask(
         typer.echo(piece.text, nl=False)
         sys.stdout.flush()
 
+    def end(output) -> None:  # the answer's rest and its line's end, before the stack (and its engine) stops
+        so_far = "".join(streamed)
+        if streamed and output.text.startswith(so_far):
+            typer.echo(output.text[len(so_far) :] + "\n")
+            ended.append(output.text)
+
+    human = {} if as_json else {"on_piece": show, "on_answer": end}
     try:
-        result = asyncio.run(ask_once(text, session, timeout, register=register, on_piece=None if as_json else show))
+        result = asyncio.run(ask_once(text, session, timeout, register=register, **human))
     except Exception as exc:  # a clear message instead of a traceback
         if streamed:
             typer.echo("")
@@ -196,9 +204,7 @@ def ask(
         report_output_errors(errors)
         return
     output = result.get("output")
-    so_far = "".join(streamed)
-    if output is not None and streamed and output.text.startswith(so_far):
-        typer.echo(output.text[len(so_far) :] + "\n")
+    if output is not None and ended == [output.text]:  # already on screen
         typer.echo(render(result, answer=False))
     else:
         if streamed:

@@ -108,7 +108,7 @@ def fake_ask(monkeypatch, pieces, during=None):
         symbol="~",
     )
 
-    async def ask_once(text, session, timeout, register=None, on_piece=None):
+    async def ask_once(text, session, timeout, register=None, on_piece=None, on_answer=None):
         assert register == "poet"
         if during is not None:
             during()
@@ -116,6 +116,9 @@ def fake_ask(monkeypatch, pieces, during=None):
             if on_piece:
                 on_piece(LoraOutput(**answer, text=piece, final=False, seq=seq))
         output = LoraOutput(**answer, text="".join(pieces), completion_tokens=7, timings_ms={"first_token": 40.0})
+        if on_answer:
+            on_answer(output)
+            print("[shutdown] the stack stops")  # what an embedded stack's engine may print as it stops
         return {
             "message_id": scene.message_id,
             "session_id": "s",
@@ -145,6 +148,7 @@ def test_ask_json_is_one_document_and_human_streams_the_answer(monkeypatch):
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0] == "~ poet (poet adapter, transformers):" and lines[1] == "Тишина дрожит."
+    assert lines[2:4] == ["", "[shutdown] the stack stops"]  # the answer's line ends before the stack stops
     assert f"scene:       {scene.scene_id}" in result.stdout and "answer:      7 tokens, first token 40 ms" in lines
 
 
