@@ -312,7 +312,8 @@ def measure_quality(
     """Answer every request of ``asked`` once, in batches of ``batch``, in order, through the decoder's answer
     policy (:meth:`Decoder.answer <scenestream.agents.decoder.transform.Decoder.answer>`: the text cut where the
     model starts a new block, stopped at a sentence end once ``answer_min_tokens`` long, trimmed to its last
-    complete sentence at the token limit, closed with a full stop where the model ended it without one), the base
+    complete sentence at the token limit (a first sentence to its last clause, closed), closed with a full stop
+    where the model ended it without one; never shorter than what would have streamed), the base
     model's answers exactly as the adapters'; then read every answer: the judge, the router, e5 relevance, the
     cheap checks; aggregate per register, side and language.
     Nothing is chosen, retried or dropped on what any reader says: each asked request is one answer in the

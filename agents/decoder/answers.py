@@ -53,6 +53,18 @@ def trim_to_sentence(text: str) -> str:
     return text[:end].rstrip()
 
 
+def trim_to_clause(text: str) -> str:
+    """The text cut after its last clause end, a ";" followed by whitespace ("1) define it; 2) count" → "1) define
+    it;"); "" when it has none. For a first sentence the token limit cut, which has no sentence end to go back to:
+    :func:`close_sentence` then ends the clause with a full stop."""
+    end = 0
+    for match in _CLAUSE_END.finditer(text):
+        end = match.end()
+    return text[:end]
+
+
+_CLAUSE_END = re.compile(r";(?=\s)")
+
 # what may trail a clause without ending a sentence: "a, b;" "c:" "d —"
 _OPEN_TAIL = ",;:—–- \t\n"
 

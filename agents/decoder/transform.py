@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence, Union
 
-from scenestream.agents.decoder.answers import close_sentence, finished, open_tail, trim_to_sentence
+from scenestream.agents.decoder.answers import close_sentence, finished, open_tail, trim_to_clause, trim_to_sentence
 from scenestream.agents.decoder.engines import Engine, Generation, Request, resolve_params, served_adapter
 from scenestream.agents.decoder.loop import Job
 from scenestream.agents.decoder.prompt import build_prompt, clean_answer, settled_answer
@@ -41,10 +41,11 @@ class _Answer:
 
     It stops at the first sentence end once it has ``answer_min_tokens`` (counted as the engine's pieces,
     about one token each). What streams: the first sentence piece by piece, as it comes (the first token goes
-    out at once); after it, only whole sentences, each when it ends; and within :data:`HOLD_TOKENS` of the token
-    limit nothing of an unfinished first sentence either. So an answer the limit cuts inside a sentence can be
-    trimmed back to its last whole sentence (:meth:`final_text`) and still start with every piece sent; only a
-    first sentence longer than the limit stays unfinished. ``streamed`` without ``send``: track what would have
+    out at once), until a clause in it ends (";"), then whole clauses; after it, only whole sentences, each when
+    it ends; and within :data:`HOLD_TOKENS` of the token limit nothing unfinished either. So an answer the limit
+    cuts inside a sentence can be trimmed back to its last whole sentence, or a first sentence to its last whole
+    clause, closed (:meth:`final_text`), and still start with every piece sent; only a first clause longer than
+    the limit stays unfinished. ``streamed`` without ``send``: track what would have
     been sent, every piece at once (``Decoder.answer``, so ``bench quality`` measures what a streaming user
     gets)."""
 
@@ -82,7 +83,8 @@ class _Answer:
         if paced and (now - self.last) * 1000 < self.decoder.stream_interval_ms:
             return
         if not finished(settled):
-            whole = trim_to_sentence(settled)  # "" while the first sentence is still open
+            # after the first sentence, whole sentences; within the first, whole clauses once one has ended
+            whole = trim_to_sentence(settled) or trim_to_clause(settled)
             if whole or self.tokens >= self.limit - HOLD_TOKENS:
                 settled = whole
         settled = open_tail(settled)  # a trailing "," or ";" may yet become the full stop final_text adds
@@ -101,7 +103,8 @@ class _Answer:
     def final_text(self, raw: str, finish_reason: Optional[str]) -> str:
         """The answer's text: cut at the model's next block; stopped at a sentence end, without whatever began
         after it (the start of the model's next block, held back from the stream too); at the token limit,
-        trimmed to its last complete sentence (never shorter than what was streamed: then it stays unfinished);
+        trimmed to its last complete sentence, or where the first sentence is still open to its last clause end
+        closed with a full stop (never shorter than what was streamed: then it stays unfinished);
         ended by the model itself, or at a clause end near the limit, without a sentence end: closed with a full
         stop (:func:`close_sentence`; the stream never sent the trailing "," or ";" it replaces)."""
         text = settled_answer(raw) if finish_reason == "sentence" else clean_answer(raw)
@@ -109,7 +112,10 @@ class _Answer:
             return text
         if finish_reason == "length":
             trimmed = trim_to_sentence(text)
-            return trimmed if trimmed and len(trimmed) >= len(self.sent) else text
+            if trimmed and len(trimmed) >= len(self.sent):
+                return trimmed
+            clause = close_sentence(trim_to_clause(text))  # a first sentence the limit cut: its clauses so far
+            return clause if clause and clause.startswith(self.sent) else text
         if finish_reason in ("stop", "sentence"):
             closed = close_sentence(text)
             return closed if closed.startswith(self.sent) else text

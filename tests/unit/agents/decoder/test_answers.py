@@ -11,6 +11,7 @@ from scenestream.agents.decoder.answers import (
     invented_sources,
     language_of,
     loops,
+    trim_to_clause,
     trim_to_sentence,
 )
 
@@ -61,6 +62,12 @@ def test_trim_to_sentence():
     assert trim_to_sentence("no sentence ends here") == ""
     assert trim_to_sentence("") == ""
     assert trim_to_sentence("Wait... and then") == "Wait..."
+
+
+def test_trim_to_clause():
+    assert trim_to_clause("1) define it; 2) count them; 3) and th") == "1) define it; 2) count them;"
+    assert trim_to_clause("a;b; c") == "a;b;"  # a clause ends where whitespace follows the ";"
+    assert trim_to_clause("a; b;") == "a;" and trim_to_clause("no clause ends here") == ""
 
 
 def test_close_sentence():

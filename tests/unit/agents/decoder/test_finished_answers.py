@@ -91,7 +91,7 @@ def test_streamed_pieces_are_always_a_prefix_of_the_final_text():
         out, partials = decode(words, min_tokens=least, limit=limit)
         streamed = "".join(p.text for p in partials)
         assert out.text.startswith(streamed), (words, limit, least, streamed, out.text)
-        if out.finish_reason == "length" and any(finished(w) for w in words[:limit]):
+        if out.finish_reason == "length" and any(finished(w) or w.endswith(";") for w in words[: limit - 1]):
             # a sentence ended before the limit: after the first sentence only whole ones stream, so the
             # answer can always be trimmed back to its last one
             assert finished(out.text), (words, limit, out.text)
@@ -137,7 +137,7 @@ def test_an_answer_the_model_ends_without_a_sentence_end_is_closed_with_a_full_s
     out, partials = decode([" Вода", " дышит", " голосом"], min_tokens=0, limit=80)
     assert out.finish_reason == "stop" and out.text == "Вода дышит голосом."
     out, partials = decode([" one;", " two;"], min_tokens=0, limit=80)
-    assert out.text == "one; two." and "".join(p.text for p in partials) == "one; two"
+    assert out.text == "one; two." and "".join(p.text for p in partials) == "one"  # the open clause is held
     # cut by the token limit with no sentence to trim back to: left unfinished, never closed
     out, _ = decode([" one", " two", " three", " four"], min_tokens=0, limit=3)
     assert out.finish_reason == "length" and out.text == "one two three"
@@ -169,7 +169,14 @@ def test_after_the_first_sentence_only_whole_sentences_stream_so_the_limit_can_a
     decoder = Decoder(WordEngine(words), settings=Settings(answer_min_tokens=0))
     ((gen, text),) = decoder.answer([decoder.request(scene(params=GenerationParams(max_new_tokens=len(words) - 1)))])
     assert text == out.text
-    # a first sentence longer than the limit has nothing to trim back to: it stays unfinished, and of it only
+    # a first sentence the limit cuts, a list of clauses: after its first clause only whole clauses stream, and
+    # the answer is cut back to its last one and closed
+    items = words_of(" 1) define the problem;", " 2) count what it costs;", " 3) and then" + " more" * 30)
+    out, partials = decode(items, min_tokens=0, limit=len(items) - 5)
+    assert out.finish_reason == "length" and out.text == "1) define the problem; 2) count what it costs."
+    pieces = [p.text for p in partials]
+    assert pieces[:3] == ["1)", " define", " the"] and pieces[3:] == [" problem", "; 2) count what it costs"]
+    # a first clause longer than the limit has nothing to trim back to: it stays unfinished, and of it only
     # what came before the last HOLD_TOKENS streamed
     long = [" w"] * (HOLD_TOKENS + 10)
     out, partials = decode(long, min_tokens=0, limit=HOLD_TOKENS + 5)
