@@ -580,6 +580,7 @@ class ContinuousRunner(StageRunner):
         super().__init__(spec, settings, **kwargs)
         self.most = spec.continuous or 1
         self.inflight: dict[str, Any] = {}  # message id → its input event
+        self.again: dict[str, list[tuple[Any, Any]]] = {}  # message id in flight → (stream, event) of its redeliveries
         self.admitted_at: dict[str, float] = {}
         self.cancelled = RecentIds(max(1, settings.dedup_window))
         self.previews: dict[str, Any] = {}  # message id → the task queueing its latest preview
@@ -627,6 +628,11 @@ class ContinuousRunner(StageRunner):
         if message_id in self.cancelled:
             await self.deliver(self.sends_for(event, slot, self.handler.cancelled_result(slot)))
             await stream.ack(event)
+            return
+        if message_id in self.inflight:
+            # the same message again while it is worked on (its partition came back to this worker after a
+            # rebalance): one answer serves both copies, and both are acknowledged when it is delivered
+            self.again.setdefault(message_id, []).append((stream, event))
             return
         while len(self.inflight) >= self.most:
             if not self.paused:
@@ -692,12 +698,15 @@ class ContinuousRunner(StageRunner):
                 return
             await self.deliver(self.sends_for(event, slot, result))
             await stream.ack(event)
+            for again_stream, again in self.again.pop(message_id, []):
+                await again_stream.ack(again)
         except StageStopped as exc:
             self.stopped = exc
             log.critical("%s", exc)
             await self.crash(exc)
         finally:
             self.inflight.pop(message_id, None)
+            self.again.pop(message_id, None)  # not delivered: its redeliveries come again too
             started = self.admitted_at.pop(message_id, None)
             if started is not None:
                 self.batches += 1

@@ -191,5 +191,32 @@ def test_a_result_for_a_revoked_partition_is_neither_sent_nor_acked():
     asyncio.run(go())
 
 
+def test_a_message_redelivered_while_in_flight_is_answered_once_and_both_copies_are_acked():
+    async def go():
+        r, handler, _paused = runner(most=4, streams=False)
+        submitted = []
+        submit = handler.submit
+        handler.submit = lambda record, send, done: (submitted.append(record.message_id), submit(record, send, done))
+        await r.start()
+        stream, again = Stream(), Stream()  # the partition came back after a rebalance: a new stream's copy
+        await r.admit(stream, event("m0", 0))
+        await r.admit(again, event("m0", 0))
+        assert submitted == ["m0"] and len(r.inflight) == 1
+        handler.finish("m0")
+        await settle()
+        assert [rec.text for _t, rec in r.producer.sent] == ["M0"]
+        assert stream.acked == [0] and again.acked == [0] and not r.inflight and not r.again
+        # revoked again before the answer was ready: neither copy is acked, both come again to the new owner
+        r.assigned = lambda topic: {1}
+        await r.admit(stream, event("m1", 1))
+        await r.admit(again, event("m1", 1))
+        handler.finish("m1")
+        await settle()
+        assert stream.acked == [0] and again.acked == [0] and not r.again and len(r.producer.sent) == 1
+        await r.stop()
+
+    asyncio.run(go())
+
+
 def test_the_control_topic_is_declared_once_keyed_by_message():
     assert CONTROL.key == "message_id" and not CONTROL.has_dlq and CONTROL.retention_hours == 1
