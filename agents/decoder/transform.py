@@ -33,7 +33,7 @@ def register_for(scene: Scene) -> str:
     return scene.force_register or scene.register
 
 
-HOLD_TOKENS = 16  # this close to its token limit, even the first sentence streams only once it is whole
+HOLD_TOKENS = 16  # this close to its token limit nothing unfinished streams, not even the first sentence
 
 
 class _Answer:

@@ -15,7 +15,9 @@ many *training* texts, and only answers that
 * are in the text's language,
 * do not loop (repeated word n-grams), and
 * cite no source (``agents/decoder/answers.py``'s ``invented_sources``: the router reads citations as
-  "logical", so the first rounds kept "[1]" and "according to research")
+  "logical", so the first rounds kept "[1]" and "according to research"), and
+* carry no markup (tags such as ``<math class="unit-simple">``: the shipped ``sampled/logician.jsonl``,
+  made before this check, has 181 rows with them, one reason no shipped adapter is trained on it)
 
 are kept, at most ``keep_per_text`` per text, the router's most confident
 first. Each kept row also records its ``topic``: the register the router reads the *text* as.
@@ -30,6 +32,7 @@ prompts of ``scenestream bench quality`` are never seen.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
@@ -40,6 +43,7 @@ from scenestream.schemas.registers import catalogue
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SAMPLED = ROOT / "data" / "decoder" / "sampled"
+MARKUP = re.compile(r"</?[A-Za-z][\w:-]*(?:\s[^<>]*)?/?>")  # an HTML/XML tag: "<mml>", "</i>", '<math class="x">'
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,8 @@ def acceptable(answer: str, lang: str, finished: bool) -> Optional[str]:
         return "loops"
     if invented_sources(answer):  # a 270M model cites nothing it can know (agents/decoder/answers.py's patterns)
         return "invented sources"
+    if MARKUP.search(answer):
+        return "markup"
     return None
 
 

@@ -206,6 +206,15 @@ def test_sampled_answers_that_invent_sources_are_refused():
     assert acceptable("Sleep comes in cycles, so waking between them feels easier.", "en", True) is None
 
 
+def test_sampled_answers_with_markup_are_refused():
+    from scenestream.training.sampling import acceptable
+
+    tagged = 'Пример для дробей с показателем <math class="unit-simple"> 9 × 8 </math> проверяется делением.'
+    assert acceptable(tagged, "ru", True) == "markup"
+    assert acceptable("A line ends here</i> and the rest follows it.", "en", True) == "markup"
+    assert acceptable("If a < b and b > c, nothing follows about a and c.", "en", True) is None
+
+
 def test_sample_answers_refuses_answers_that_invent_sources_before_the_router_reads_them(monkeypatch):
     """`sample-answers` end to end (scripted engine, the real router): an answer citing what the model cannot
     know is refused and counted, whatever the router would make of it; a clean answer to the same text is kept."""
