@@ -93,13 +93,17 @@ def _registers_change(engine, tmp_path):
     engine.sync_adapters({**shipped, "stoic": stoic})
     ids = dict(engine.lora_ids)
     assert ids["stoic"] not in [ids[n] for n in shipped]
-    answered = engine.generate([Request(prompt, "stoic"), Request(prompt, "logician")])
+    answered = engine.generate([Request(prompt, "stoic"), Request(prompt, "logician")])  # both in one batch
     assert answered[0].adapter == "stoic" and answered[0].completion_tokens > 0
-    assert answered[1].text == before.text  # the others are unchanged
+    assert answered[1].adapter == "logician" and answered[1].completion_tokens > 0
+    # texts are compared between batches of the same shape: a batch of one and a batch of two do not always
+    # compute a row alike in bf16, and where two tokens tie the texts part
+    assert engine.generate([Request(prompt, "logician")])[0].text == before.text  # the others are unchanged
+    as_stoic = engine.generate([Request(prompt, "stoic")])[0]
     newer = adapter_like(shipped["logician"], tmp_path / "logician-2", 3.0)
     engine.sync_adapters({**shipped, "logician": newer, "stoic": stoic})
     assert engine.lora_ids["logician"] != ids["logician"] and engine.lora_ids["stoic"] == ids["stoic"]
-    assert engine.generate([Request(prompt, "logician")])[0].text == answered[0].text  # the same weights as stoic
+    assert engine.generate([Request(prompt, "logician")])[0].text == as_stoic.text  # the same weights as stoic
     engine.sync_adapters(shipped)
     assert "stoic" not in engine.adapters and ids["stoic"] not in engine.llm.llm_engine.list_loras()
     assert engine.generate([Request(prompt, "stoic")])[0].adapter == "base"
