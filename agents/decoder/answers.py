@@ -1,6 +1,6 @@
-"""Checks of one answer's text, pure and cheap: its language, whether it loops, whether it is finished, cutting it
-back to its last whole sentence or closing the one the model ended, and the sources it cites that a 270M model
-cannot know.
+"""Checks of one answer's text, pure and cheap: its language, whether it loops or holds markup, whether it is
+finished, cutting it back to its last whole sentence or clause or closing the one the model ended, and the sources
+it cites that a 270M model cannot know.
 
 Gemma 3 270M writes fluent citations it has never read: "[4]", "according to a Harvard study", "по данным ВОЗ".
 The registers' voices never cite anything (the logician reasons from definitions and steps, never from
@@ -25,6 +25,16 @@ _FINISHED = re.compile(rf"[.!?…]+[{re.escape(_CLOSERS)}]*\s*$")
 def language_of(text: str) -> str:
     """``ru`` where Cyrillic letters outnumber Latin ones, else ``en``."""
     return "ru" if len(_CYRILLIC.findall(text)) > len(_LATIN.findall(text)) else "en"
+
+
+_MARKUP = re.compile(r"</?[A-Za-z][\w:-]*(?:\s[^<>]*)?/?>")  # an HTML/XML tag: "<mml>", "</i>", '<math class="x">'
+
+
+def markup(text: str) -> bool:
+    """True when the text holds an HTML/XML tag, with or without attributes ("<mml>", '<math class="x">'): never
+    part of a register's voice. (The decoder removes short bare tags from answers, ``prompt._TAG``; this also sees
+    the tags with attributes it leaves.)"""
+    return bool(_MARKUP.search(text))
 
 
 def loops(text: str, n: int = 4) -> bool:

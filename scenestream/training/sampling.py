@@ -32,18 +32,16 @@ prompts of ``scenestream bench quality`` are never seen.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
-from scenestream.agents.decoder.answers import invented_sources, language_of, loops
+from scenestream.agents.decoder.answers import invented_sources, language_of, loops, markup
 from scenestream.schemas.codec import read_jsonl
 from scenestream.schemas.registers import catalogue
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SAMPLED = ROOT / "data" / "decoder" / "sampled"
-MARKUP = re.compile(r"</?[A-Za-z][\w:-]*(?:\s[^<>]*)?/?>")  # an HTML/XML tag: "<mml>", "</i>", '<math class="x">'
 
 
 @dataclass(frozen=True)
@@ -84,7 +82,7 @@ def acceptable(answer: str, lang: str, finished: bool) -> Optional[str]:
         return "loops"
     if invented_sources(answer):  # a 270M model cites nothing it can know (agents/decoder/answers.py's patterns)
         return "invented sources"
-    if MARKUP.search(answer):
+    if markup(answer):
         return "markup"
     return None
 
