@@ -189,7 +189,7 @@ def ask(
     try:
         result = asyncio.run(ask_once(text, session, timeout, register=register, **human))
     except Exception as exc:  # a clear message instead of a traceback
-        if streamed:
+        if streamed and not ended:  # end the answer's line, unless end() has
             typer.echo("")
         fail(f"{type(exc).__name__}: {exc}")
     fields, errors = {}, {}

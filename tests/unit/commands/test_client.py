@@ -152,6 +152,30 @@ def test_ask_json_is_one_document_and_human_streams_the_answer(monkeypatch):
     assert f"scene:       {scene.scene_id}" in result.stdout and "answer:      7 tokens, first token 40 ms" in lines
 
 
+def test_ask_that_fails_after_its_answer_keeps_the_answer_and_ends_its_line_once(monkeypatch):
+    import types
+
+    from typer.testing import CliRunner
+
+    from scenestream.cli import app
+    from scenestream.schemas.records import LoraOutput
+
+    answer = dict(message_id="m", session_id="s", scene_id="c", register="poet", adapter="poet", engine="e", model="m")
+    answer.update(delta_code="Δ13", symbol="~")
+
+    async def ask_once(text, session, timeout, register=None, on_piece=None, on_answer=None):
+        on_piece(LoraOutput(**answer, text="Тишина ", final=False, seq=0))
+        on_answer(LoraOutput(**answer, text="Тишина дрожит."))
+        raise TimeoutError("no memory link within 1 s")
+
+    module = types.ModuleType("scenestream.ask")
+    module.ask_once = ask_once
+    monkeypatch.setitem(sys.modules, "scenestream.ask", module)
+    result = CliRunner().invoke(app, ["ask", "--register", "poet", "тишина и дрожь"])
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[1:] == ["Тишина дрожит.", ""]  # the answer's line ended once, not twice
+
+
 def test_render_without_an_answer():
     from scenestream.commands.client import render
 
